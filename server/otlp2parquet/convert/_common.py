@@ -1,0 +1,121 @@
+"""What every signal shares: resource -> scope -> item nesting, and the resource/scope columns."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from otlp2parquet.convert._arrays import attribute_value, attributes, explode, relist, to_int64
+from otlp2parquet.convert._arrays import field as member
+from otlp2parquet.schemas.tables import RESOURCE_ENTITY_REFS
+from otlp2parquet.schemas.types import arrow_type
+
+
+@dataclass
+class ConversionResult:
+    """One request converted: a record batch per table touched, and what was rejected and why."""
+
+    batches: dict[str, pa.RecordBatch] = field(default_factory=dict)
+    accepted: int = 0
+    rejected: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
+
+    def merge(self, other: ConversionResult) -> None:
+        self.accepted += other.accepted
+        self.rejected += other.rejected
+        self.reasons.update(other.reasons)
+        self.warnings.extend(other.warnings)
+
+    def note_repaired(self, strings: int) -> None:
+        if strings:
+            self.warnings.append(
+                f"{strings} string fields had invalid UTF-8 and were stored with U+FFFD replacements")
+
+    def message(self) -> str:
+        """The human-readable text for OTLP `partial_success.error_message`."""
+        parts = [f"{n} rejected: {reason}" for reason, n in self.reasons.most_common()]
+        return "; ".join(parts + self.warnings)
+
+
+@dataclass
+class Nesting:
+    """Items of one kind (spans, log records, metrics) with the resource and scope each belongs to."""
+
+    resources: pa.Array  # Resource{Spans,Logs,Metrics} structs
+    scopes: pa.Array  # Scope{Spans,Logs,Metrics} structs
+    items: pa.Array
+    item_scope: pa.Array  # int64 index into scopes, one per item
+    item_resource: pa.Array  # int64 index into resources, one per item
+
+
+def unnest(request: pa.StructArray, resources_name: str, scopes_name: str, items_name: str) -> Nesting:
+    resources = member(request, resources_name).flatten()
+    scopes, scope_resource = explode(member(resources, scopes_name))
+    items, item_scope = explode(member(scopes, items_name))
+    return Nesting(resources, scopes, items, item_scope, scope_resource.take(item_scope))
+
+
+_ENTITY_REFS_TYPE = arrow_type(RESOURCE_ENTITY_REFS.type)
+
+
+def _entity_refs(resource: pa.Array) -> pa.Array:
+    refs = member(resource, "entity_refs")
+    items = refs.flatten()
+    element = _ENTITY_REFS_TYPE.value_type
+    renamed = pa.StructArray.from_arrays(
+        [member(items, "schema_url"), member(items, "type"),
+         relist(member(items, "id_keys"), member(items, "id_keys").flatten(), element.field("IdKeys").type),
+         relist(member(items, "description_keys"), member(items, "description_keys").flatten(),
+                element.field("DescriptionKeys").type)],
+        fields=list(element))
+    return relist(refs, renamed, _ENTITY_REFS_TYPE)
+
+
+@dataclass
+class Levels:
+    """Resource- and scope-level columns, computed once per resource/scope rather than once per item."""
+
+    per_resource: dict[str, pa.Array]
+    per_scope: dict[str, pa.Array]
+
+    def repeat(self, item_resource: pa.Array, item_scope: pa.Array) -> dict[str, pa.Array]:
+        columns = {name: col.take(item_resource) for name, col in self.per_resource.items()}
+        columns.update({name: col.take(item_scope) for name, col in self.per_scope.items()})
+        return columns
+
+
+def levels(n: Nesting, scope_dropped_name: str) -> Levels:
+    resource = member(n.resources, "resource")
+    scope = member(n.scopes, "scope")
+    resource_attrs = attributes(member(resource, "attributes"))
+    return Levels(
+        per_resource={
+            "ResourceAttributes": resource_attrs,
+            "ServiceName": attribute_value(resource_attrs, "service.name"),
+            "ResourceSchemaUrl": member(n.resources, "schema_url"),
+            "ResourceDroppedAttributesCount": to_int64(
+                pc.fill_null(member(resource, "dropped_attributes_count"), 0)),
+            "ResourceEntityRefs": _entity_refs(resource),
+        },
+        per_scope={
+            "ScopeName": pc.fill_null(member(scope, "name"), ""),
+            "ScopeVersion": pc.fill_null(member(scope, "version"), ""),
+            "ScopeAttributes": attributes(member(scope, "attributes")),
+            scope_dropped_name: to_int64(pc.fill_null(member(scope, "dropped_attributes_count"), 0)),
+            "ScopeSchemaUrl": member(n.scopes, "schema_url"),
+        },
+    )
+
+
+def resource_scope_columns(n: Nesting, scope_dropped_name: str) -> dict[str, pa.Array]:
+    """Resource- and scope-level columns repeated for each item of `n`."""
+    return levels(n, scope_dropped_name).repeat(n.item_resource, n.item_scope)
+
+
+def build_batch(schema: pa.Schema, columns: dict[str, pa.Array]) -> pa.RecordBatch:
+    """Columns in the contract's order and types; a missing or mistyped column fails loudly here."""
+    return pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)

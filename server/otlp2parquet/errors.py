@@ -1,0 +1,56 @@
+"""Every exception of otlp2parquet, in one place.
+
+    Otlp2ParquetError
+    ├── ConfigError            invalid settings; raised at start-up only
+    ├── ConversionError        a request that cannot be decoded; permanent -> INVALID_ARGUMENT
+    ├── BufferFullError        back-pressure; retryable -> UNAVAILABLE + RetryInfo
+    └── WriteError
+        ├── TransientWriteError    a retry may succeed (commit conflict, state unknown, OSError)
+        └── PermanentWriteError    retrying cannot help (schema mismatch, validation, auth)
+
+Retryability is a property of the type, decided where a library error is translated.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BufferFullError",
+    "ConfigError",
+    "ConversionError",
+    "Otlp2ParquetError",
+    "PermanentWriteError",
+    "TransientWriteError",
+    "WriteError",
+]
+
+
+class Otlp2ParquetError(Exception):
+    """Root of all otlp2parquet errors."""
+
+
+class ConfigError(Otlp2ParquetError):
+    """The settings are invalid; start-up stops with this message."""
+
+
+class ConversionError(Otlp2ParquetError):
+    """The request bytes are not a valid OTLP message."""
+
+
+class BufferFullError(Otlp2ParquetError):
+    """The in-memory buffer is above its high-water mark; the client should retry later."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class WriteError(Otlp2ParquetError):
+    """A flush could not be written or committed."""
+
+
+class TransientWriteError(WriteError):
+    """A retry may succeed: commit conflict, unknown commit state, I/O error."""
+
+
+class PermanentWriteError(WriteError):
+    """Retrying cannot help: schema mismatch, validation failure, missing permissions."""
