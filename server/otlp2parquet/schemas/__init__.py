@@ -12,6 +12,7 @@ from pyiceberg.transforms import DayTransform, IdentityTransform
 
 from otlp2parquet.schemas.tables import SCHEMA_VERSION, TABLES, TableSpec
 from otlp2parquet.schemas.types import arrow_schema as _arrow_schema
+from otlp2parquet.schemas.types import arrow_schema_with_field_ids
 from otlp2parquet.schemas.types import iceberg_schema as _iceberg_schema
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "TABLES",
     "TableSpec",
     "arrow_schema",
+    "arrow_schema_with_ids",
     "iceberg_partition_spec",
     "iceberg_schema",
     "iceberg_sort_order",
@@ -36,6 +38,12 @@ def arrow_schema(table: str) -> pa.Schema:
 @cache
 def iceberg_schema(table: str) -> Schema:
     return _iceberg_schema(TABLES[table].fields)
+
+
+@cache
+def arrow_schema_with_ids(table: str) -> pa.Schema:
+    """The Arrow schema with Iceberg field IDs attached, for data files an Iceberg table will reference."""
+    return arrow_schema_with_field_ids(arrow_schema(table), iceberg_schema(table))
 
 
 def _source_id(table: str, column: str) -> int:

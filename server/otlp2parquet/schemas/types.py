@@ -135,3 +135,30 @@ def _iceberg_fields(fields: tuple[Field, ...], ids: _Ids) -> list[it.NestedField
 
 def iceberg_schema(fields: tuple[Field, ...]) -> Schema:
     return Schema(*_iceberg_fields(fields, _Ids()))
+
+
+_FIELD_ID = b"PARQUET:field_id"
+
+
+def _with_ids(arrow: pa.DataType, iceberg: it.IcebergType) -> pa.DataType:
+    if isinstance(iceberg, it.StructType):
+        return pa.struct([_field_with_id(arrow.field(i), f) for i, f in enumerate(iceberg.fields)])
+    if isinstance(iceberg, it.ListType):
+        element = arrow.value_field
+        return pa.list_(element.with_type(_with_ids(element.type, iceberg.element_type))
+                        .with_metadata({_FIELD_ID: str(iceberg.element_id).encode()}))
+    if isinstance(iceberg, it.MapType):
+        key = arrow.key_field.with_metadata({_FIELD_ID: str(iceberg.key_id).encode()})
+        value = arrow.item_field.with_metadata({_FIELD_ID: str(iceberg.value_id).encode()})
+        return pa.map_(key, value)
+    return arrow
+
+
+def _field_with_id(arrow: pa.Field, iceberg: it.NestedField) -> pa.Field:
+    return arrow.with_type(_with_ids(arrow.type, iceberg.field_type)).with_metadata(
+        {_FIELD_ID: str(iceberg.field_id).encode()})
+
+
+def arrow_schema_with_field_ids(arrow: pa.Schema, iceberg: Schema) -> pa.Schema:
+    """`arrow` with each field's Iceberg ID as Parquet field-id metadata, so readers match columns by ID."""
+    return pa.schema([_field_with_id(arrow.field(f.name), f) for f in iceberg.fields])

@@ -1,0 +1,5 @@
+import sys
+
+from otlp2parquet.cli import main
+
+sys.exit(main())

@@ -1,0 +1,228 @@
+"""Settings: one pydantic-settings model, loaded once.
+
+Precedence, later wins: defaults, the TOML file (`--config`), environment variables, command-line flags.
+Environment variables use the seed's flat names (`OTLP2PARQUET_BASE_PATH`, ...) or the nested form
+`OTLP2PARQUET_<SECTION>__<KEY>`; an unknown `OTLP2PARQUET_*` variable is an error, as is an unknown TOML key,
+so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import socket
+import tomllib
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from otlp2parquet.errors import ConfigError
+
+ENV_PREFIX = "OTLP2PARQUET_"
+MiB = 1024 * 1024
+
+# The seed design's flat variable names -> (section, key).
+FLAT_ENV: dict[str, tuple[str, str]] = {
+    "LISTEN": ("server", "listen"),
+    "BASE_PATH": ("writer", "base_path"),
+    "TABLE_PREFIX": ("writer", "table_prefix"),
+    "PARTITION_BY_SERVICE": ("writer", "partition_by_service"),
+    "ICEBERG_ENABLED": ("iceberg", "enabled"),
+    "NAMESPACE": ("iceberg", "namespace"),
+    "WARN_ON_CATALOG_FAILURE": ("iceberg", "warn_on_catalog_failure"),
+    "CATALOG_URI": ("iceberg", "catalog_uri"),
+    "WAREHOUSE": ("iceberg", "warehouse"),
+    "LOG_FORMAT": ("logging", "format"),
+    "LOG_LEVEL": ("logging", "level"),
+}
+SECRET_WORDS = ("token", "secret", "password", "credential", "key-id", "access-key")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    listen: str = Field("127.0.0.1:4317", description="gRPC listen address, HOST:PORT")
+    max_receive_bytes: int = Field(64 * MiB, gt=0, description="largest accepted request, after decompression")
+    reflection: bool = Field(True, description="serve gRPC server reflection (for grpcurl)")
+    workers: int = Field(16, gt=0, description="gRPC handler threads; the Collector sends up to 10 at once")
+    grace_s: float = Field(10.0, ge=0, description="how long in-flight exports may finish at shutdown")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT, got {value!r}")
+        return value
+
+
+class BufferSettings(_Section):
+    memory_budget_bytes: int = Field(256 * MiB, gt=0, description="Arrow bytes held across all tables")
+    high_water_fraction: float = Field(0.8, gt=0, le=1, description="above this share of the budget, refuse")
+    max_rows: int = Field(1_000_000, gt=0, description="flush a table at this many rows")
+    max_bytes: int = Field(64 * MiB, gt=0, description="flush a table at this many Arrow bytes")
+    max_age_s: float = Field(30.0, gt=0, description="flush a table when its oldest row is this old")
+    retry_after_s: float = Field(2.0, gt=0, description="RetryInfo delay sent with UNAVAILABLE")
+
+
+class WriterSettings(_Section):
+    base_path: str = Field("./data", description="root for the embedded catalog, warehouse and Parquet files")
+    table_prefix: str = Field("", description="prefix for table names, e.g. 'otel_' for ClickHouse names")
+    partition_by_service: bool = Field(True, description="plain Parquet: add the {service} path segment")
+    compression_level: int = Field(3, ge=1, le=22, description="zstd level")
+    row_group_rows: int = Field(256 * 1024, gt=0, description="rows per Parquet row group")
+    writer_id: str | None = Field(None, description="names this sidecar in snapshot summaries; default: host name")
+
+
+class IcebergSettings(_Section):
+    enabled: bool = Field(True, description="commit to Iceberg; false writes plain Parquet files")
+    namespace: str = Field("otel", min_length=1)
+    catalog_name: str = Field("otlp2parquet", min_length=1, description="part of a SQL catalog's keys")
+    catalog_uri: str | None = Field(None, description="default: sqlite:///<base_path>/catalog.db")
+    warehouse: str | None = Field(None, description="default: <base_path>/warehouse")
+    catalog_properties: dict[str, str] = Field(default_factory=dict, description="extra pyiceberg properties")
+    warn_on_catalog_failure: bool = Field(False, description="log a failed commit as a warning, not an error")
+    partition_by_service: bool = Field(False, description="add identity(ServiceName) to the partition spec")
+    commit_max_attempts: int = Field(6, gt=0)
+    commit_max_elapsed_s: float = Field(120.0, gt=0)
+
+
+class LoggingSettings(_Section):
+    format: Literal["json", "text"] = "json"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+
+    server: ServerSettings = ServerSettings()
+    buffer: BufferSettings = BufferSettings()
+    writer: WriterSettings = WriterSettings()
+    iceberg: IcebergSettings = IcebergSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init kwargs carry the TOML file merged with env and flags (see load_settings), already in order.
+        return (init_settings,)
+
+    def writer_id(self) -> str:
+        return self.writer.writer_id or socket.gethostname()
+
+    def catalog_uri(self) -> str:
+        if self.iceberg.catalog_uri:
+            return self.iceberg.catalog_uri
+        return f"sqlite:///{pathlib.Path(self.writer.base_path).resolve() / 'catalog.db'}"
+
+    def warehouse(self) -> str:
+        if self.iceberg.warehouse:
+            if "://" in self.iceberg.warehouse:
+                return self.iceberg.warehouse
+            return pathlib.Path(self.iceberg.warehouse).resolve().as_uri()
+        return (pathlib.Path(self.writer.base_path).resolve() / "warehouse").as_uri()
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    layer: dict[str, dict[str, str]] = {}
+    sections = set(Settings.model_fields)
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX):]
+        if rest in FLAT_ENV:
+            section, key = FLAT_ENV[rest]
+        elif "__" in rest and rest.split("__", 1)[0].lower() in sections:
+            section, key = (part.lower() for part in rest.split("__", 1))
+        else:
+            raise ConfigError(f"unknown environment variable {name}")
+        layer.setdefault(section, {})[key] = value
+    return layer
+
+
+def _merge(base: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for section, values in layer.items():
+        if isinstance(values, Mapping) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **values}
+        else:
+            merged[section] = values
+    return merged
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for e in error.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        given = f" (got {e['input']!r})" if e["type"] != "extra_forbidden" and "input" in e else ""
+        text = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        problems.append(f"{key}: {text}{given}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None,
+                  overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults < TOML file < environment < `overrides` (command-line flags). Raises ConfigError."""
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = tomllib.loads(pathlib.Path(config_file).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
+    data = _merge(data, _env_layer(os.environ if environ is None else environ))
+    data = _merge(data, overrides or {})
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _is_secret(key: str) -> bool:
+    return any(word in key.lower() for word in SECRET_WORDS)
+
+
+def _redact_uri(uri: str) -> str:
+    scheme, sep, rest = uri.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if sep and at and ":" in userinfo:
+        return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+    return uri
+
+
+def redacted(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The effective settings as plain data, secrets replaced by '***'."""
+    data = settings.model_dump()
+    data["iceberg"]["catalog_uri"] = _redact_uri(settings.catalog_uri())
+    data["iceberg"]["warehouse"] = settings.warehouse()
+    data["iceberg"]["catalog_properties"] = {
+        k: "***" if _is_secret(k) else v for k, v in settings.iceberg.catalog_properties.items()}
+    return data
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_toml(data: Mapping[str, Mapping[str, Any]]) -> str:
+    """Render settings as TOML that `--config` reads back (our settings are flat sections of scalars)."""
+    out: list[str] = []
+    for section, values in data.items():
+        out.append(f"[{section}]")
+        tables = {k: v for k, v in values.items() if isinstance(v, dict)}
+        out += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None and k not in tables]
+        for key, table in tables.items():
+            out.append(f"{key} = {{ " + ", ".join(f'"{k}" = {_toml_value(v)}' for k, v in table.items()) + " }")
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,128 @@
+"""The OTLP gRPC receiver: three `Export` RPCs taking raw request bytes, so each request is decoded once.
+
+Every outcome maps to the status the Collector handles correctly (its retry table):
+- success: a response with `partial_success` unset;
+- records rejected by the converter: `partial_success` with the count and the reasons (never retried);
+- bytes that are not an OTLP request: INVALID_ARGUMENT (the Collector drops them, as it must);
+- a full buffer, shutdown, or anything unexpected: UNAVAILABLE with a RetryInfo delay, so the Collector keeps
+  the data and retries. No exception ever leaves a handler: grpcio would answer UNKNOWN, which the Collector
+  treats as permanent and drops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+from otlp2parquet.buffer import Buffer
+from otlp2parquet.convert import CONVERTERS, ConversionResult
+from otlp2parquet.errors import BufferFullError, ConversionError
+
+log = logging.getLogger(__name__)
+MAX_MESSAGE_CHARS = 4096
+
+
+@dataclass(frozen=True)
+class SignalService:
+    signal: str
+    service: str  # full gRPC service name
+    response: type[Message]
+    partial: Callable[[int, str], Message]
+
+
+SERVICES = [
+    SignalService("traces", "opentelemetry.proto.collector.trace.v1.TraceService",
+                  trace_service_pb2.ExportTraceServiceResponse,
+                  lambda n, msg: trace_service_pb2.ExportTracePartialSuccess(rejected_spans=n, error_message=msg)),
+    SignalService("logs", "opentelemetry.proto.collector.logs.v1.LogsService",
+                  logs_service_pb2.ExportLogsServiceResponse,
+                  lambda n, msg: logs_service_pb2.ExportLogsPartialSuccess(rejected_log_records=n,
+                                                                           error_message=msg)),
+    SignalService("metrics", "opentelemetry.proto.collector.metrics.v1.MetricsService",
+                  metrics_service_pb2.ExportMetricsServiceResponse,
+                  lambda n, msg: metrics_service_pb2.ExportMetricsPartialSuccess(rejected_data_points=n,
+                                                                                 error_message=msg)),
+]
+
+
+def unavailable(message: str, retry_after_s: float) -> grpc.Status:
+    """UNAVAILABLE with google.rpc.RetryInfo: the Collector waits at least that long, then retries."""
+    info = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(
+        seconds=int(retry_after_s), nanos=int((retry_after_s % 1) * 1e9)))
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    return rpc_status.to_status(status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message, details=[detail]))
+
+
+def invalid_argument(message: str) -> grpc.Status:
+    return rpc_status.to_status(status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message))
+
+
+class Receiver:
+    """Converts each request and offers its batches to the buffer; knows nothing of writers."""
+
+    def __init__(self, buffer: Buffer) -> None:
+        self.buffer = buffer
+        self.retry_after_s = buffer.settings.retry_after_s
+        self.shutting_down = False
+
+    def handle(self, svc: SignalService, request: bytes) -> Message | grpc.Status:
+        """The outcome of one Export: a response message or a status to abort with. Never raises."""
+        try:
+            if self.shutting_down:
+                return unavailable("shutting down", self.retry_after_s)
+            self.buffer.admit()
+            result = CONVERTERS[svc.signal](request)
+            if result.batches:
+                self.buffer.offer(result.batches)
+            return self._response(svc, result)
+        except ConversionError as exc:
+            log.warning("rejected undecodable %s request", svc.signal,
+                        extra={"signal": svc.signal, "bytes": len(request), "error": str(exc)})
+            return invalid_argument(str(exc))
+        except BufferFullError as exc:
+            return unavailable(str(exc), exc.retry_after_s)
+        except Exception as exc:  # a bug must not turn into data loss: ask the client to retry
+            log.exception("unexpected error handling %s export", svc.signal, extra={"signal": svc.signal})
+            return unavailable(f"internal error: {exc!r}", self.retry_after_s)
+
+    def _response(self, svc: SignalService, result: ConversionResult) -> Message:
+        if not result.rejected and not result.warnings:
+            return svc.response()
+        message = result.message()
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[: MAX_MESSAGE_CHARS - 3] + "..."
+        log.warning("partial success", extra={"signal": svc.signal, "accepted": result.accepted,
+                                              "rejected": result.rejected, "reason": message})
+        return svc.response(partial_success=svc.partial(result.rejected, message))
+
+    def export_function(self, svc: SignalService) -> Callable[[bytes, grpc.ServicerContext], Message]:
+        def export(request: bytes, context: grpc.ServicerContext) -> Message:
+            outcome = self.handle(svc, request)
+            if isinstance(outcome, Message):
+                return outcome
+            # What abort_with_status does, spelled out: the rich status travels in the trailers.
+            context.set_trailing_metadata(outcome.trailing_metadata)
+            context.abort(outcome.code, outcome.details)  # raises; grpcio sends the status
+            raise AssertionError("unreachable")
+
+        return export
+
+    def method_handler(self, svc: SignalService) -> grpc.RpcMethodHandler:
+        # No request deserializer: the handler gets the raw bytes and the converter parses them once.
+        return grpc.unary_unary_rpc_method_handler(self.export_function(svc),
+                                                   response_serializer=lambda m: m.SerializeToString())
+
+    def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
+        return [grpc.method_handlers_generic_handler(svc.service, {"Export": self.method_handler(svc)})
+                for svc in SERVICES]

@@ -1,0 +1,29 @@
+"""Writers: one per table, chosen by configuration: Iceberg (default) or plain Parquet files."""
+
+from __future__ import annotations
+
+import contextlib
+
+from otlp2parquet.config import Settings
+from otlp2parquet.writer.base import TableWriter, WriteResult, WriterFactory
+from otlp2parquet.writer.parquet import ParquetWriter
+
+__all__ = ["TableWriter", "WriteResult", "WriterFactory", "build_writer_factory"]
+
+
+def build_writer_factory(settings: Settings) -> WriterFactory:
+    """A factory of per-table writers. For Iceberg, the catalog is built (and the namespace ensured) here."""
+    if not settings.iceberg.enabled:
+        return lambda table: ParquetWriter(table, settings.writer)
+
+    from pyiceberg.exceptions import NamespaceAlreadyExistsError
+
+    from otlp2parquet.writer.catalogs import build_catalog
+    from otlp2parquet.writer.iceberg import IcebergWriter
+
+    catalog = build_catalog(settings)
+    # Another sidecar may create it between the check and the create.
+    with contextlib.suppress(NamespaceAlreadyExistsError):
+        catalog.create_namespace_if_not_exists(settings.iceberg.namespace)
+    writer_id = settings.writer_id()
+    return lambda table: IcebergWriter(table, catalog, settings, writer_id)

@@ -1,0 +1,55 @@
+"""Turning a flush into Parquet: merge the batches, sort them, split them by partition, encode with zstd."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from otlp2parquet.config import WriterSettings
+from otlp2parquet.schemas import TableSpec
+
+MICROS_PER_HOUR = 3_600_000_000
+MICROS_PER_DAY = 24 * MICROS_PER_HOUR
+
+
+def merge_sorted(spec: TableSpec, batches: list[pa.RecordBatch]) -> pa.Table:
+    """All of a flush's batches as one table, in the table's sort order (pyiceberg does not sort on write)."""
+    table = pa.Table.from_batches(batches).combine_chunks()
+    return table.sort_by([(column, "ascending") for column in spec.sort_columns])
+
+
+def split(table: pa.Table, time_column: str, micros_per_bucket: int,
+          by_service: bool) -> Iterator[tuple[int, str | None, pa.Table]]:
+    """Yield (time bucket, service or None, rows) groups; each group becomes one file in one partition."""
+    buckets = np.floor_divide(table.column(time_column).cast(pa.int64()).to_numpy(), micros_per_bucket)
+    if by_service:
+        encoded = pc.dictionary_encode(table.column("ServiceName")).combine_chunks()
+        names = encoded.dictionary.to_pylist()
+        codes = encoded.indices.to_numpy().astype(np.int64)
+    else:
+        names, codes = [None], np.zeros(len(buckets), dtype=np.int64)
+    groups = (buckets - buckets.min(initial=0)) * len(names) + codes if len(buckets) else buckets
+    for group in np.unique(groups).tolist():
+        mask = groups == group
+        first = int(np.argmax(mask))
+        rows = table if mask.all() else table.filter(pa.array(mask))
+        yield int(buckets[first]), names[codes[first]], rows
+
+
+def encode(table: pa.Table, settings: WriterSettings, schema: pa.Schema | None = None) -> bytes:
+    """Parquet bytes: zstd, statistics and dictionary encoding on (readers prune with the statistics)."""
+    if schema is not None:
+        table = table.cast(schema)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", compression_level=settings.compression_level,
+                   write_statistics=True, use_dictionary=True, row_group_size=settings.row_group_rows)
+    return sink.getvalue().to_pybytes()
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]

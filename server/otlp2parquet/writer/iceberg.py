@@ -1,0 +1,174 @@
+"""Iceberg writer for one table: write the flush's Parquet data files, then commit them in one fast append.
+
+Writing the files ourselves (rather than `Table.append`) means the paths are known before the commit: a
+retried commit reuses the same files instead of orphaning a set per attempt, and a commit that finally fails
+can name the files it leaves behind ("Parquet is the source of truth"). Each commit carries a flush id in its
+snapshot summary; after any failed attempt the table is refreshed and the id looked for, so a commit whose
+response was lost (`CommitStateUnknownException`) is never appended twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import urllib.parse
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
+from pyiceberg.io.pyarrow import parquet_file_to_data_file
+from pyiceberg.manifest import DataFile
+from pyiceberg.table import Table
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from otlp2parquet.config import Settings
+from otlp2parquet.errors import PermanentWriteError, TransientWriteError
+from otlp2parquet.schemas import (
+    TABLES,
+    arrow_schema_with_ids,
+    iceberg_partition_spec,
+    iceberg_schema,
+    iceberg_sort_order,
+    table_properties,
+)
+from otlp2parquet.writer.base import WriteResult
+from otlp2parquet.writer.files import MICROS_PER_DAY, encode, merge_sorted, split
+
+log = logging.getLogger(__name__)
+
+FLUSH_ID = "otlp2parquet.flush-id"
+WRITER_ID = "otlp2parquet.writer-id"
+LOOKBACK_SNAPSHOTS = 50
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [CommitFailedException, CommitStateUnknownException, OSError,
+                                         TransientWriteError]
+    try:
+        from sqlalchemy.exc import OperationalError  # "database is locked" from a busy SQLite catalog
+
+        errors.append(OperationalError)
+    except ImportError:  # pragma: no cover - sqlalchemy comes with pyiceberg's sql extras
+        pass
+    return tuple(errors)
+
+
+TRANSIENT = _transient_errors()
+
+
+class IcebergWriter:
+    def __init__(self, table: str, catalog: Catalog, settings: Settings, writer_id: str) -> None:
+        self.spec = TABLES[table]
+        self.catalog = catalog
+        self.settings = settings
+        self.writer_id = writer_id
+        self.identifier = (settings.iceberg.namespace, settings.writer.table_prefix + table)
+        self.name = ".".join(self.identifier)
+        self._table: Table | None = None  # owned by this writer's thread only
+        self.commit_retries = 0
+
+    def table(self) -> Table:
+        """The table, created from the contract on first use (another sidecar may create it first)."""
+        if self._table is None:
+            self._table = self.catalog.create_table_if_not_exists(
+                self.identifier,
+                schema=iceberg_schema(self.spec.name),
+                partition_spec=iceberg_partition_spec(self.spec.name, self.settings.iceberg.partition_by_service),
+                sort_order=iceberg_sort_order(self.spec.name),
+                properties=table_properties(),
+            )
+        return self._table
+
+    def _file_path(self, table: Table, day: int, service: str | None, flush_id: str, n: int) -> str:
+        date = dt.date(1970, 1, 1) + dt.timedelta(days=day)
+        partition = f"{self.spec.time_column}_day={date.isoformat()}"
+        if service is not None:
+            partition += "/ServiceName=" + urllib.parse.quote(service, safe="")
+        return f"{table.location()}/data/{partition}/{flush_id}-{n:05d}.parquet"
+
+    def _write_files(self, table: Table, data: pa.Table, flush_id: str) -> list[DataFile]:
+        schema = arrow_schema_with_ids(self.spec.name)
+        files = []
+        groups = split(data, self.spec.time_column, MICROS_PER_DAY, self.settings.iceberg.partition_by_service)
+        for n, (day, service, rows) in enumerate(groups):
+            path = self._file_path(table, day, service, flush_id, n)
+            with table.io.new_output(path).create(overwrite=True) as out:
+                out.write(encode(rows, self.settings.writer, schema))
+            files.append(parquet_file_to_data_file(table.io, table.metadata, path))
+        return files
+
+    def _landed(self, table: Table, flush_id: str) -> int | None:
+        snapshots = sorted(table.snapshots(), key=lambda s: s.sequence_number or 0)[-LOOKBACK_SNAPSHOTS:]
+        for snapshot in reversed(snapshots):
+            if snapshot.summary is not None and snapshot.summary.get(FLUSH_ID) == flush_id:
+                return snapshot.snapshot_id
+        return None
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self.commit_retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("commit to %s failed, retrying", self.name,
+                    extra={"table": self.name, "attempt": state.attempt_number, "error": repr(exc)})
+
+    def _commit(self, files: list[DataFile], flush_id: str) -> int:
+        properties = {FLUSH_ID: flush_id, WRITER_ID: self.writer_id}
+        retrying = Retrying(
+            retry=retry_if_exception_type(TRANSIENT),
+            stop=stop_after_attempt(self.settings.iceberg.commit_max_attempts)
+            | stop_after_delay(self.settings.iceberg.commit_max_elapsed_s),
+            wait=wait_random_exponential(multiplier=0.2, max=10),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                table = self.table()
+                if attempt.retry_state.attempt_number > 1:
+                    table.refresh()
+                    landed = self._landed(table, flush_id)
+                    if landed is not None:
+                        log.info("flush already committed by an earlier attempt", extra={"table": self.name})
+                        return landed
+                transaction = table.transaction()
+                with transaction.update_snapshot(snapshot_properties=properties).fast_append() as append:
+                    for data_file in files:
+                        append.append_data_file(data_file)
+                transaction.commit_transaction()
+                snapshot = table.current_snapshot()
+                assert snapshot is not None
+                return snapshot.snapshot_id
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def write(self, batches: list[pa.RecordBatch], flush_id: str) -> WriteResult:
+        data = merge_sorted(self.spec, batches)
+        try:
+            files = self._write_files(self.table(), data, flush_id)
+        except TRANSIENT as exc:
+            raise TransientWriteError(f"writing data files for {self.name} failed: {exc}") from exc
+        paths = [f.file_path for f in files]
+        size = sum(f.file_size_in_bytes for f in files)
+        try:
+            snapshot_id = self._commit(files, flush_id)
+        except Exception as exc:  # the commit finally failed: the files stay, named in the log
+            self._table = None  # reload next time rather than trust a handle in an unknown state
+            level = logging.WARNING if self.settings.iceberg.warn_on_catalog_failure else logging.ERROR
+            log.log(level, "commit to %s failed; data files kept: %s", self.name, " ".join(paths),
+                    extra={"table": self.name, "flush_id": flush_id, "rows": data.num_rows, "paths": paths,
+                           "error": repr(exc)})
+            if self.settings.iceberg.warn_on_catalog_failure:
+                return WriteResult(self.name, paths, size, data.num_rows, committed_to_catalog=False)
+            error = TransientWriteError if isinstance(exc, TRANSIENT) else PermanentWriteError
+            raise error(f"commit to {self.name} failed: {exc}") from exc
+        return WriteResult(self.name, paths, size, data.num_rows, committed_to_catalog=True,
+                           snapshot_id=snapshot_id)
+
+    def close(self) -> None:
+        self._table = None
+

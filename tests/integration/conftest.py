@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.integration.server import ServerProcess
+
+
+@pytest.fixture
+def start_server(tmp_path: pathlib.Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start servers on free ports; any still running at the end of the test is killed."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str, base: pathlib.Path | None = None, env: dict[str, str] | None = None) -> ServerProcess:
+        server = ServerProcess(base or tmp_path / f"server{len(started)}", *args, env=env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.kill()

@@ -1,0 +1,87 @@
+"""Run `otlp2parquet serve` as a real subprocess for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.table import Table
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, base: pathlib.Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.base = base
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.log_path = base / "server.log"
+        base.mkdir(parents=True, exist_ok=True)
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("OTLP2PARQUET_")}
+        environ.update(env or {})
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "otlp2parquet", "serve", "--listen", self.address, "--base-path", str(base),
+             *args], stdout=self._log, stderr=subprocess.STDOUT, env=environ)
+        self.channel = grpc.insecure_channel(self.address)
+        self.wait_health(SERVING)
+
+    def health(self, service: str = "") -> int:
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status
+
+    def wait_health(self, status: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if self.health() == status:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"health never became {status}:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM, then wait: the exit code of a graceful shutdown."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        finally:
+            self.channel.close()
+            self._log.close()
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.channel.close()
+        self._log.close()
+
+    def catalog(self, **kwargs: Any) -> SqlCatalog:
+        return SqlCatalog("otlp2parquet", uri=f"sqlite:///{self.base}/catalog.db",
+                          warehouse=(self.base / "warehouse").as_uri(), **kwargs)
+
+    def table(self, name: str) -> Table:
+        return self.catalog().load_table(f"otel.{name}")

@@ -1,0 +1,92 @@
+"""Configuration: precedence (TOML < environment < flags), clear errors, redaction, TOML round trip."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from otlp2parquet.cli import main
+from otlp2parquet.config import load_settings, redacted, to_toml
+from otlp2parquet.errors import ConfigError
+
+
+def _toml(tmp_path: pathlib.Path, text: str) -> pathlib.Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_embedded_catalog_under_data() -> None:
+    s = load_settings(environ={})
+    assert s.server.listen == "127.0.0.1:4317"
+    assert s.server.max_receive_bytes == 64 * 1024 * 1024
+    assert s.iceberg.enabled and s.iceberg.namespace == "otel"
+    assert s.catalog_uri() == f"sqlite:///{pathlib.Path('data').resolve()}/catalog.db"
+    assert s.warehouse() == (pathlib.Path("data").resolve() / "warehouse").as_uri()
+    assert (s.buffer.max_age_s, s.buffer.max_bytes, s.buffer.max_rows) == (30, 64 * 1024 * 1024, 1_000_000)
+
+
+def test_precedence_toml_then_environment_then_flags(tmp_path: pathlib.Path) -> None:
+    config = _toml(tmp_path, '[server]\nlisten = "127.0.0.1:1111"\n[writer]\nbase_path = "/from/toml"\n'
+                             '[iceberg]\nnamespace = "toml_ns"\n[buffer]\nmax_age_s = 5\n')
+    env = {"OTLP2PARQUET_BASE_PATH": "/from/env", "OTLP2PARQUET_NAMESPACE": "env_ns",
+           "OTLP2PARQUET_BUFFER__MAX_AGE_S": "7"}
+    s = load_settings(config, {"writer": {"base_path": "/from/flag"}}, environ=env)
+    assert s.server.listen == "127.0.0.1:1111"  # only in TOML
+    assert s.iceberg.namespace == "env_ns"  # env beats TOML
+    assert s.buffer.max_age_s == 7  # nested env form beats TOML
+    assert s.writer.base_path == "/from/flag"  # flag beats env
+
+
+@pytest.mark.parametrize(("name", "value", "section", "key", "expected"), [
+    ("OTLP2PARQUET_LISTEN", "0.0.0.0:4319", "server", "listen", "0.0.0.0:4319"),
+    ("OTLP2PARQUET_WARN_ON_CATALOG_FAILURE", "true", "iceberg", "warn_on_catalog_failure", True),
+    ("OTLP2PARQUET_PARTITION_BY_SERVICE", "false", "writer", "partition_by_service", False),
+    ("OTLP2PARQUET_ICEBERG_ENABLED", "false", "iceberg", "enabled", False),
+])
+def test_seed_environment_names(name: str, value: str, section: str, key: str, expected: object) -> None:
+    s = load_settings(environ={name: value})
+    assert getattr(getattr(s, section), key) == expected
+
+
+@pytest.mark.parametrize(("toml", "env", "message"), [
+    ("[buffer]\nmax_rowz = 5\n", {}, "buffer.max_rowz: unknown key"),
+    ("[bufer]\n", {}, "bufer: unknown key"),
+    ("[buffer]\nmax_rows = -1\n", {}, "buffer.max_rows: Input should be greater than 0 (got -1)"),
+    ("", {"OTLP2PARQUET_LISTEN": "nonsense"}, "server.listen: Value error, expected HOST:PORT"),
+    ("", {"OTLP2PARQUET_BASEPATH": "/x"}, "unknown environment variable OTLP2PARQUET_BASEPATH"),
+    ("[logging]\nformat = 'xml'\n", {}, "logging.format: Input should be 'json' or 'text'"),
+])
+def test_bad_configuration_names_the_key(tmp_path: pathlib.Path, toml: str, env: dict[str, str],
+                                         message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(_toml(tmp_path, toml), environ=env)
+
+
+def test_config_command_prints_toml_that_reads_back(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTLP2PARQUET_BUFFER__MAX_ROWS", "1234")
+    assert main(["config", "--listen", "127.0.0.1:4319"]) == 0
+    printed = capsys.readouterr().out
+    again = load_settings(_toml(tmp_path, printed), environ={})
+    assert again.server.listen == "127.0.0.1:4319"
+    assert again.buffer.max_rows == 1234
+    original = load_settings(overrides={"server": {"listen": "127.0.0.1:4319"}, "buffer": {"max_rows": 1234}},
+                             environ={})
+    assert redacted(again) == redacted(original)
+
+
+def test_secrets_are_redacted(tmp_path: pathlib.Path) -> None:
+    config = _toml(tmp_path, '[iceberg]\ncatalog_uri = "postgresql+psycopg2://otel:hunter2@db:5432/cat"\n'
+                             '[iceberg.catalog_properties]\ntoken = "abc123"\n"s3.secret-access-key" = "xyz"\n'
+                             '"s3.region" = "us-east-1"\n')
+    text = to_toml(redacted(load_settings(config, environ={})))
+    assert "hunter2" not in text and "abc123" not in text and "xyz" not in text
+    assert "postgresql+psycopg2://otel:***@db:5432/cat" in text
+    assert '"s3.region" = "us-east-1"' in text
+
+
+def test_bad_config_exits_2_with_the_message(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--config", str(_toml(tmp_path, "[server]\nlisten = 5\n"))]) == 2
+    assert "server.listen" in capsys.readouterr().err

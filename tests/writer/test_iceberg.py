@@ -1,0 +1,168 @@
+"""The Iceberg writer against a real SQLite SqlCatalog: one snapshot per flush, retries without duplicates."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from bench.workload import requests
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.exceptions import CommitStateUnknownException
+
+from otlp2parquet.config import Settings, load_settings
+from otlp2parquet.convert import convert_traces
+from otlp2parquet.errors import TransientWriteError
+from otlp2parquet.schemas import iceberg_schema
+from otlp2parquet.writer.iceberg import FLUSH_ID, WRITER_ID, IcebergWriter
+from tests.duck import connect
+
+
+def _settings(tmp_path: pathlib.Path, **iceberg: Any) -> Settings:
+    return load_settings(overrides={"writer": {"base_path": str(tmp_path)},
+                                    "iceberg": {"commit_max_elapsed_s": 30, **iceberg}}, environ={})
+
+
+def _catalog(settings: Settings, cls: type[SqlCatalog] = SqlCatalog, **kwargs: Any) -> SqlCatalog:
+    catalog = cls(settings.iceberg.catalog_name, uri=settings.catalog_uri(), warehouse=settings.warehouse(), **kwargs)
+    catalog.create_namespace_if_not_exists("otel")
+    return catalog
+
+
+def _spans(n: int, seed: int) -> pa.RecordBatch:
+    return convert_traces(next(requests("traces", n, 1, seed=seed))).batches["traces"]
+
+
+def _span_ids(catalog: SqlCatalog, table: str = "otel.traces") -> list[str]:
+    return catalog.load_table(table).scan(selected_fields=("SpanId",)).to_arrow().column("SpanId").to_pylist()
+
+
+def test_a_flush_is_one_snapshot_with_its_flush_id(tmp_path: pathlib.Path) -> None:
+    settings = _settings(tmp_path)
+    catalog = _catalog(settings)
+    writer = IcebergWriter("traces", catalog, settings, "sidecar-a")
+    batches = [_spans(300, 1), _spans(200, 2)]
+    result = writer.write(batches, "flush-1")
+    table = catalog.load_table("otel.traces")
+    assert table.schema() == iceberg_schema("traces")
+    (snapshot,) = table.snapshots()
+    assert snapshot.snapshot_id == result.snapshot_id
+    assert (snapshot.summary.get(FLUSH_ID), snapshot.summary.get(WRITER_ID)) == ("flush-1", "sidecar-a")
+    assert (result.rows, result.committed_to_catalog) == (500, True)
+    assert sorted(_span_ids(catalog)) == sorted(pa.concat_arrays([b.column("SpanId") for b in batches]).to_pylist())
+    assert all(pathlib.Path(p.removeprefix("file://")).exists() for p in result.paths)
+    assert result.file_size == sum(pathlib.Path(p.removeprefix("file://")).stat().st_size for p in result.paths)
+
+
+def test_files_are_sorted_partitioned_by_day_and_readable_by_duckdb(tmp_path: pathlib.Path) -> None:
+    settings = _settings(tmp_path)
+    catalog = _catalog(settings)
+    batch = _spans(400, 3)
+    day = pa.scalar(86_400_000_000, pa.int64())
+    next_day = pc.add(batch.column("Timestamp").cast(pa.int64()), day).cast(batch.column("Timestamp").type)
+    shifted = batch.set_column(0, batch.schema.field("Timestamp"), next_day)
+    IcebergWriter("traces", catalog, settings, "w").write([batch, shifted], "f")
+    table = catalog.load_table("otel.traces")
+    files = table.inspect.files().to_pylist()
+    assert len(files) == 2, "one file per day partition"
+    for f in files:
+        rows = pa.parquet.read_table(f["file_path"].removeprefix("file://"))
+        keys = list(zip(rows.column("ServiceName").to_pylist(), rows.column("Timestamp").to_pylist(), strict=True))
+        assert keys == sorted(keys), "rows sorted by the table's sort order"
+    count, services = connect().sql(
+        f"SELECT count(*), count(DISTINCT ServiceName) FROM iceberg_scan('{table.metadata_location}')").fetchone()
+    assert (count, services) == (800, len(set(batch.column("ServiceName").to_pylist())))
+
+
+class ConflictingCatalog(SqlCatalog):
+    """A real SqlCatalog where another sidecar commits just before each of our first `conflicts` commits."""
+
+    conflicts = 0
+    competitor: IcebergWriter | None = None
+    attempts = 0
+
+    def commit_table(self, table: Any, requirements: Any, updates: Any) -> Any:
+        type(self).attempts += 1
+        if type(self).conflicts > 0 and type(self).competitor is not None:
+            type(self).conflicts -= 1
+            type(self).competitor.write([_spans(10, 100 + type(self).conflicts)], f"other-{type(self).conflicts}")
+        return super().commit_table(table, requirements, updates)
+
+
+def test_commit_conflicts_are_retried_with_no_duplicate_and_no_loss(tmp_path: pathlib.Path) -> None:
+    settings = _settings(tmp_path)
+    plain = _catalog(settings)
+    IcebergWriter("traces", plain, settings, "b").write([_spans(5, 50)], "seed")  # create the table
+    # Fewer internal retries so that our tenacity layer is exercised too.
+    fewer_retries = {"commit.retry.num-retries": "1", "commit.retry.min-wait-ms": "10"}
+    plain.load_table("otel.traces").transaction().set_properties(fewer_retries).commit_transaction()
+    ConflictingCatalog.competitor = IcebergWriter("traces", plain, settings, "b")
+    ConflictingCatalog.conflicts = 4
+    ConflictingCatalog.attempts = 0
+    ours = IcebergWriter("traces", _catalog(settings, ConflictingCatalog), settings, "a")
+    batch = _spans(100, 7)
+    result = ours.write([batch], "ours")
+    assert result.committed_to_catalog
+    assert ours.commit_retries >= 1, "pyiceberg's own retries ran out and tenacity retried"
+    assert ConflictingCatalog.attempts >= 5
+    ids = _span_ids(plain)
+    assert len(ids) == len(set(ids)) == 5 + 100 + 4 * 10
+    assert set(batch.column("SpanId").to_pylist()) <= set(ids)
+    snapshots = plain.load_table("otel.traces").snapshots()
+    assert [s.summary.get(FLUSH_ID) for s in snapshots].count("ours") == 1
+
+
+class LostResponseCatalog(SqlCatalog):
+    """The commit lands, then the catalog answers as if it did not know (a REST 5xx after applying)."""
+
+    lost = 0
+
+    def commit_table(self, table: Any, requirements: Any, updates: Any) -> Any:
+        response = super().commit_table(table, requirements, updates)
+        if type(self).lost > 0:
+            type(self).lost -= 1
+            raise CommitStateUnknownException("commit state unknown (injected)")
+        return response
+
+
+def test_a_commit_whose_response_was_lost_is_not_appended_twice(tmp_path: pathlib.Path) -> None:
+    settings = _settings(tmp_path)
+    catalog = _catalog(settings, LostResponseCatalog)
+    writer = IcebergWriter("traces", catalog, settings, "a")
+    writer.write([_spans(5, 1)], "first")  # creates the table
+    LostResponseCatalog.lost = 1
+    result = writer.write([_spans(50, 2)], "second")
+    assert result.committed_to_catalog and writer.commit_retries == 1
+    ids = _span_ids(_catalog(settings))
+    assert len(ids) == len(set(ids)) == 55
+    summaries = [s.summary.get(FLUSH_ID) for s in catalog.load_table("otel.traces").snapshots()]
+    assert summaries == ["first", "second"]
+
+
+class BrokenCatalog(SqlCatalog):
+    def commit_table(self, table: Any, requirements: Any, updates: Any) -> Any:
+        raise OSError("catalog unreachable (injected)")
+
+
+@pytest.mark.parametrize("warn", [True, False])
+def test_a_final_commit_failure_keeps_the_files_and_names_them(tmp_path: pathlib.Path, warn: bool,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    settings = _settings(tmp_path, warn_on_catalog_failure=warn, commit_max_attempts=2)
+    IcebergWriter("traces", _catalog(settings), settings, "a").write([_spans(5, 1)], "create")
+    writer = IcebergWriter("traces", _catalog(settings, BrokenCatalog), settings, "a")
+    if warn:
+        result = writer.write([_spans(20, 2)], "lost-commit")
+        assert not result.committed_to_catalog and result.rows == 20
+        paths = result.paths
+    else:
+        with pytest.raises(TransientWriteError, match="catalog unreachable"):
+            writer.write([_spans(20, 2)], "lost-commit")
+        paths = caplog.records[-1].paths
+    record = caplog.records[-1]
+    assert record.levelname == ("WARNING" if warn else "ERROR")
+    assert all(p in record.getMessage() for p in paths)
+    kept = [pathlib.Path(p.removeprefix("file://")) for p in paths]
+    assert kept and all(p.exists() for p in kept)
+    assert sum(pa.parquet.read_table(p).num_rows for p in kept) == 20
