@@ -19,11 +19,11 @@ run: setup
 	$(BIN)/otlp2parquet serve
 
 test: setup
-	$(BIN)/ruff check server tests bench
+	$(BIN)/ruff check server tests bench protos
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check server tests bench
+	$(BIN)/ruff check server tests bench protos
 
 bench: setup
 	$(BIN)/python -m bench.convert_bench --write-results

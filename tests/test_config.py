@@ -90,3 +90,16 @@ def test_secrets_are_redacted(tmp_path: pathlib.Path) -> None:
 def test_bad_config_exits_2_with_the_message(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--config", str(_toml(tmp_path, "[server]\nlisten = 5\n"))]) == 2
     assert "server.listen" in capsys.readouterr().err
+
+
+def test_config_example_documents_every_key_with_its_default() -> None:
+    example = pathlib.Path(__file__).resolve().parents[1] / "config.example.toml"
+    text = example.read_text()
+    loaded = load_settings(example, environ={})
+    defaults = load_settings(environ={})
+    assert loaded == defaults, "the example's values are the defaults"
+    for section, model in defaults:
+        assert f"[{section}]" in text
+        for key in type(model).model_fields:
+            assert f"\n{key} = " in text or f"\n# {key} = " in text or f"[{section}.{key}]" in text, \
+                f"{section}.{key} is not documented in config.example.toml"

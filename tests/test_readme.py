@@ -1,0 +1,119 @@
+"""Every command and snippet in README.md runs here, as a newcomer would run it."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.integration.server import free_port
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def shell_commands() -> list[str]:
+    return [line.strip() for block in blocks("sh") for line in block.splitlines() if line.strip()]
+
+
+def _wait_serving(port: int, proc: subprocess.Popen, log: pathlib.Path, timeout: float = 120) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            try:
+                status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                time.sleep(0.2)
+    raise TimeoutError(log.read_text())
+
+
+def _stop_group(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGTERM the command's whole process group (make and the server) and wait until all of it is gone."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise TimeoutError("the server did not exit after SIGTERM")
+
+
+def _run_python(code: str, cwd: pathlib.Path) -> str:
+    script = cwd / "snippet.py"
+    script.write_text(code)
+    done = subprocess.run([sys.executable, str(script)], cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_readme_commands_are_the_ones_tested_here() -> None:
+    assert shell_commands() == ["make run", "make test", ".venv/bin/otlp2parquet serve --listen 127.0.0.1:4319"]
+    assert len(blocks("python")) == 2
+
+
+def test_make_test_is_exactly_what_ci_runs() -> None:
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))]
+    assert ci == ["make test"]
+
+
+@pytest.mark.integration
+def test_make_run_then_send_then_query(tmp_path: pathlib.Path) -> None:
+    port = free_port()
+    env = {**os.environ, "OTLP2PARQUET_BASE_PATH": str(tmp_path / "data"), "OTLP2PARQUET_LISTEN": f"127.0.0.1:{port}"}
+    log = tmp_path / "make-run.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(["make", "-C", str(ROOT), "run"], stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+    try:
+        _wait_serving(port, proc, log)
+        send, query = blocks("python")
+        _run_python(send.replace("127.0.0.1:4317", f"127.0.0.1:{port}"), tmp_path)
+    finally:
+        _stop_group(proc)
+    assert '"message": "stopped"' in log.read_text() and '"clean": true' in log.read_text()
+    printed = _run_python(query, tmp_path)
+    assert printed.startswith("10 spans\n")
+    assert "[('checkout', 'GET /api/cart', 10, " in printed
+
+
+@pytest.mark.integration
+def test_the_collector_listen_command_serves(tmp_path: pathlib.Path) -> None:
+    command = shell_commands()[2].split()
+    port = free_port()
+    command[command.index("--listen") + 1] = f"127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "OTLP2PARQUET_BASE_PATH": str(tmp_path / "data")})
+    try:
+        _wait_serving(port, proc, log)
+    finally:
+        _stop_group(proc)
+    assert proc.returncode == 0
+
+
+def test_the_collector_snippet_points_at_the_sidecar_command() -> None:
+    (snippet,) = blocks("yaml")
+    assert "endpoint: 127.0.0.1:4319" in snippet and "--listen 127.0.0.1:4319" in shell_commands()[2]
+    assert "tls: {insecure: true}" in snippet
+    assert re.search(r"compression: (gzip|none)\b", snippet)
