@@ -73,7 +73,7 @@ def test_bytes_count_until_released_and_high_water_refuses() -> None:
     drained = buf.take("logs")
     assert drained is not None
     assert not buf.accepting(), "data being written still counts against the budget"
-    buf.release(drained.bytes)
+    buf.release(drained)
     assert buf.accepting() and buf.used_bytes == 0
     buf.offer({"logs": batch(1)})
 

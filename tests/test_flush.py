@@ -7,7 +7,7 @@ import time
 
 import pyarrow as pa
 
-from otlp2parquet.buffer import Buffer
+from otlp2parquet.buffer import Buffer, Drained
 from otlp2parquet.config import BufferSettings
 from otlp2parquet.flush import Flusher
 from otlp2parquet.writer import WriteResult
@@ -19,12 +19,15 @@ class RecordingWriter:
     def __init__(self, table: str, log: list[tuple[str, int, float]], fail: threading.Event) -> None:
         self.table, self.log, self.fail = table, log, fail
 
-    def write(self, batches: list[pa.RecordBatch], flush_id: str) -> WriteResult:
+    def write(self, drained: Drained, flush_id: str) -> WriteResult:
         if self.fail.is_set():
             raise OSError("disk full (injected)")
-        rows = sum(b.num_rows for b in batches)
+        rows = drained.rows
         self.log.append((self.table, rows, time.monotonic()))
         return WriteResult(self.table, [], 0, rows, committed_to_catalog=False)
+
+    def committed_lsn(self) -> int:
+        return 0
 
     def close(self) -> None:
         pass
@@ -72,16 +75,26 @@ def test_rows_trigger_flushes_at_once() -> None:
     assert flusher.close()
 
 
-def test_a_failed_flush_is_counted_frees_memory_and_later_flushes_work() -> None:
+def test_a_failed_flush_keeps_its_rows_and_memory_and_retries_them() -> None:
     buffer, flusher, log, fail = _flusher(max_rows=10, max_age_s=60)
     fail.set()
     buffer.offer({"logs": _batch(10)})
     assert _wait_for(lambda: flusher.stats["logs"].failures == 1)
-    assert _wait_for(lambda: buffer.used_bytes == 0)
+    assert _wait_for(lambda: buffer.stats().get("logs") == (10, 80)), "the rows are back in the buffer"
+    assert buffer.used_bytes == 80, "and still count against the budget (back-pressure)"
     fail.clear()
-    buffer.offer({"logs": _batch(10)})
-    assert _wait_for(lambda: log)
-    assert not flusher.close(), "close reports that a flush was lost"
+    assert _wait_for(lambda: log, timeout=10)
+    assert [(t, r) for t, r, _ in log] == [("logs", 10)]
+    assert buffer.used_bytes == 0
+    assert flusher.close()
+
+
+def test_a_flush_failing_at_shutdown_is_reported() -> None:
+    buffer, flusher, log, fail = _flusher(max_age_s=60)
+    buffer.offer({"logs": _batch(3)})
+    fail.set()
+    assert not flusher.close(), "close reports rows that were not written (the WAL still has them)"
+    assert log == []
 
 
 def test_close_flushes_everything_left() -> None:

@@ -1,8 +1,12 @@
 """Bounded in-memory buffer: one queue of Arrow batches per table under one global memory budget.
 
-Bytes count from `offer` until the flush that took them has finished writing (`release`), so data being
-written still counts against the budget: that is what turns a slow catalog into back-pressure on the Collector
-rather than into unbounded memory.
+Bytes count from `offer` until the flush that took them has committed (`release`); a failed flush puts its
+batches back (`requeue`) and they keep counting. That is what turns a slow or absent catalog into back-pressure
+on the Collector rather than into unbounded memory or lost data.
+
+Every batch carries the LSN of the request it came from, and offers are serialised, so queue order is LSN
+order. A flush therefore covers all of its table's rows up to the buffer's newest LSN at that moment: its
+watermark, which the writer records with the commit and which crash recovery compares against.
 """
 
 from __future__ import annotations
@@ -17,13 +21,18 @@ import pyarrow as pa
 from otlp2parquet.config import BufferSettings
 from otlp2parquet.errors import BufferFullError
 
+LsnSource = Callable[[], int]
+
 
 @dataclass
 class _TableQueue:
     batches: list[pa.RecordBatch] = field(default_factory=list)
+    lsns: list[int] = field(default_factory=list)
     rows: int = 0
     bytes: int = 0
     oldest: float | None = None  # monotonic time of the oldest buffered row
+    not_before: float = 0.0  # after a failed flush: no retry before this time (unless forced)
+    in_flight: int | None = None  # lowest LSN of a flush being written
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,8 @@ class Drained:
 
     table: str
     batches: list[pa.RecordBatch]
+    lsns: list[int]  # one per batch, ascending
+    watermark: int  # every row of this table with an LSN <= watermark is in this flush or committed before
     rows: int
     bytes: int
     reason: str
@@ -44,6 +55,7 @@ class Buffer:
         self._queues: dict[str, _TableQueue] = {}
         self._used = 0  # buffered + being written
         self._pressure = False
+        self.last_lsn = 0
         self._lock = threading.Lock()
         self.changed = threading.Condition(self._lock)
 
@@ -71,25 +83,46 @@ class Buffer:
             if self._used >= self.high_water_bytes:
                 raise self._refuse()
 
-    def offer(self, batches: Mapping[str, pa.RecordBatch]) -> None:
-        """Buffer all of `batches` or none of them (BufferFullError)."""
+    def _fits(self, size: int) -> bool:
+        return self._used < self.high_water_bytes and self._used + size <= self.settings.memory_budget_bytes
+
+    def offer(self, batches: Mapping[str, pa.RecordBatch], lsn: int | LsnSource | None = None,
+              block: bool = False) -> int:
+        """Buffer all of `batches` or none of them, under one LSN, and return it.
+
+        `lsn` is the LSN itself (replay), a function that assigns it (the WAL append, run under the buffer's
+        lock so that LSN order is queue order), or None for the next number. Without `block`, a buffer too full
+        for the batches raises BufferFullError; with it, the call waits for flushes to make room.
+        """
         size = sum(b.nbytes for b in batches.values())
         with self._lock:
-            if self._used >= self.high_water_bytes or self._used + size > self.settings.memory_budget_bytes:
-                raise self._refuse()
+            while not self._fits(size):
+                if not block:
+                    raise self._refuse()
+                self._pressure = True
+                self.changed.notify_all()
+                self.changed.wait(0.5)
+            number = lsn() if callable(lsn) else (self.last_lsn + 1 if lsn is None else lsn)
             now = self._clock()
             for table, batch in batches.items():
                 q = self._queues.setdefault(table, _TableQueue())
                 q.batches.append(batch)
+                q.lsns.append(number)
                 q.rows += batch.num_rows
                 q.bytes += batch.nbytes
                 if q.oldest is None:
                     q.oldest = now
+            self.last_lsn = max(self.last_lsn, number)
             self._used += size
             self.changed.notify_all()
+            return number
 
     def _reason(self, q: _TableQueue, now: float, force: bool) -> str | None:
-        if not q.batches:
+        if not q.batches or q.in_flight is not None:
+            return None
+        if force:
+            return "shutdown"
+        if now < q.not_before:
             return None
         if q.rows >= self.settings.max_rows:
             return "rows"
@@ -97,9 +130,7 @@ class Buffer:
             return "bytes"
         if q.oldest is not None and now - q.oldest >= self.settings.max_age_s:
             return "age"
-        if self._pressure:
-            return "pressure"
-        return "shutdown" if force else None
+        return "pressure" if self._pressure else None
 
     def take(self, table: str, force: bool = False) -> Drained | None:
         """Remove and return `table`'s batches if a flush is due (or `force`). Call with `changed` held."""
@@ -109,30 +140,54 @@ class Buffer:
         reason = self._reason(q, self._clock(), force)
         if reason is None:
             return None
-        drained = Drained(table, q.batches, q.rows, q.bytes, reason)
-        self._queues[table] = _TableQueue()
+        drained = Drained(table, q.batches, q.lsns, self.last_lsn, q.rows, q.bytes, reason)
+        self._queues[table] = _TableQueue(in_flight=q.lsns[0])
         if not any(other.batches for other in self._queues.values()):
             self._pressure = False
         return drained
 
-    def release(self, nbytes: int) -> None:
-        """A flush has finished with `nbytes`: free them in the budget."""
+    def release(self, drained: Drained) -> None:
+        """`drained` is committed: free its bytes in the budget."""
         with self._lock:
-            self._used -= nbytes
+            self._used -= drained.bytes
+            self._queues[drained.table].in_flight = None
             self.changed.notify_all()
 
+    def requeue(self, drained: Drained, retry_in_s: float) -> None:
+        """`drained` failed: put it back in front of newer rows; it keeps its bytes and is retried later."""
+        with self._lock:
+            q = self._queues[drained.table]
+            q.batches[:0] = drained.batches
+            q.lsns[:0] = drained.lsns
+            q.rows += drained.rows
+            q.bytes += drained.bytes
+            q.oldest = min(q.oldest or self._clock(), self._clock())
+            q.in_flight = None
+            q.not_before = self._clock() + retry_in_s
+            self.changed.notify_all()
+
+    def committed_through(self) -> int:
+        """The highest LSN below which every offered row has been committed (everything older can be trimmed)."""
+        with self._lock:
+            pending = [lsn for q in self._queues.values()
+                       for lsn in ((q.lsns[0] if q.lsns else None), q.in_flight) if lsn is not None]
+            return min(pending) - 1 if pending else self.last_lsn
+
     def next_deadline(self, table: str) -> float | None:
-        """Seconds until `table` is due by age, or None when it holds nothing. Call with `changed` held."""
+        """Seconds until `table` may be due by age or retry time; None when it holds nothing. Hold `changed`."""
         q = self._queues.get(table)
         if q is None or q.oldest is None:
             return None
-        return max(0.0, q.oldest + self.settings.max_age_s - self._clock())
+        now = self._clock()
+        if now < q.not_before:  # backing off after a failure: look again when that ends
+            return q.not_before - now
+        return max(0.0, q.oldest + self.settings.max_age_s - now)
 
     def tables(self) -> list[str]:
         with self._lock:
             return list(self._queues)
 
     def stats(self) -> dict[str, tuple[int, int]]:
-        """Rows and bytes buffered per table."""
+        """Rows and bytes buffered per table (not counting flushes being written)."""
         with self._lock:
             return {t: (q.rows, q.bytes) for t, q in self._queues.items()}

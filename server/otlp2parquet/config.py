@@ -34,6 +34,8 @@ FLAT_ENV: dict[str, tuple[str, str]] = {
     "WARN_ON_CATALOG_FAILURE": ("iceberg", "warn_on_catalog_failure"),
     "CATALOG_URI": ("iceberg", "catalog_uri"),
     "WAREHOUSE": ("iceberg", "warehouse"),
+    "WAL_DIR": ("wal", "dir"),
+    "WAL_FSYNC": ("wal", "fsync"),
     "LOG_FORMAT": ("logging", "format"),
     "LOG_LEVEL": ("logging", "level"),
 }
@@ -91,6 +93,14 @@ class IcebergSettings(_Section):
     commit_max_elapsed_s: float = Field(120.0, gt=0)
 
 
+class WalSettings(_Section):
+    enabled: bool = Field(True, description="append each accepted request to a write-ahead log before acking")
+    dir: str | None = Field(None, description="spool directory; default: <base_path>/wal")
+    fsync: Literal["always", "interval", "off"] = Field("always", description="when appends reach the disk")
+    fsync_interval_ms: int = Field(100, gt=0, description="with fsync = 'interval': the loss window on a crash")
+    segment_bytes: int = Field(64 * MiB, gt=0, description="roll to a new segment file at this size")
+
+
 class LoggingSettings(_Section):
     format: Literal["json", "text"] = "json"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -103,6 +113,7 @@ class Settings(BaseSettings):
     buffer: BufferSettings = BufferSettings()
     writer: WriterSettings = WriterSettings()
     iceberg: IcebergSettings = IcebergSettings()
+    wal: WalSettings = WalSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod
@@ -116,6 +127,9 @@ class Settings(BaseSettings):
 
     def writer_id(self) -> str:
         return self.writer.writer_id or socket.gethostname()
+
+    def wal_dir(self) -> pathlib.Path:
+        return pathlib.Path(self.wal.dir) if self.wal.dir else pathlib.Path(self.writer.base_path) / "wal"
 
     def catalog_uri(self) -> str:
         if self.iceberg.catalog_uri:

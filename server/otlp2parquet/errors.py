@@ -4,6 +4,7 @@
     ├── ConfigError            invalid settings; raised at start-up only
     ├── ConversionError        a request that cannot be decoded; permanent -> INVALID_ARGUMENT
     ├── BufferFullError        back-pressure; retryable -> UNAVAILABLE + RetryInfo
+    ├── WalError               the write-ahead log cannot be written; retryable -> UNAVAILABLE + RetryInfo
     └── WriteError
         ├── TransientWriteError    a retry may succeed (commit conflict, state unknown, OSError)
         └── PermanentWriteError    retrying cannot help (schema mismatch, validation, auth)
@@ -20,6 +21,7 @@ __all__ = [
     "Otlp2ParquetError",
     "PermanentWriteError",
     "TransientWriteError",
+    "WalError",
     "WriteError",
 ]
 
@@ -42,6 +44,10 @@ class BufferFullError(Otlp2ParquetError):
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class WalError(Otlp2ParquetError):
+    """The write-ahead log cannot be written or read (disk full, I/O error, foreign file)."""
 
 
 class WriteError(Otlp2ParquetError):

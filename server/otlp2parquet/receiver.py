@@ -4,9 +4,12 @@ Every outcome maps to the status the Collector handles correctly (its retry tabl
 - success: a response with `partial_success` unset;
 - records rejected by the converter: `partial_success` with the count and the reasons (never retried);
 - bytes that are not an OTLP request: INVALID_ARGUMENT (the Collector drops them, as it must);
-- a full buffer, shutdown, or anything unexpected: UNAVAILABLE with a RetryInfo delay, so the Collector keeps
-  the data and retries. No exception ever leaves a handler: grpcio would answer UNKNOWN, which the Collector
-  treats as permanent and drops.
+- a full buffer, a WAL that cannot be written (disk full), shutdown, or anything unexpected: UNAVAILABLE with a
+  RetryInfo delay, so the Collector keeps the data and retries. No exception ever leaves a handler: grpcio would
+  answer UNKNOWN, which the Collector treats as permanent and drops.
+
+With the WAL on, a request is acknowledged only after its bytes are in the log (and on disk, with fsync
+"always"), so an acknowledged export survives a crash.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from otlp2parquet.buffer import Buffer
 from otlp2parquet.convert import CONVERTERS, ConversionResult
-from otlp2parquet.errors import BufferFullError, ConversionError
+from otlp2parquet.errors import BufferFullError, ConversionError, WalError
+from otlp2parquet.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_CHARS = 4096
@@ -71,8 +75,9 @@ def invalid_argument(message: str) -> grpc.Status:
 class Receiver:
     """Converts each request and offers its batches to the buffer; knows nothing of writers."""
 
-    def __init__(self, buffer: Buffer) -> None:
+    def __init__(self, buffer: Buffer, wal: WriteAheadLog | None = None) -> None:
         self.buffer = buffer
+        self.wal = wal
         self.retry_after_s = buffer.settings.retry_after_s
         self.shutting_down = False
 
@@ -84,7 +89,12 @@ class Receiver:
             self.buffer.admit()
             result = CONVERTERS[svc.signal](request)
             if result.batches:
-                self.buffer.offer(result.batches)
+                if self.wal is None:
+                    self.buffer.offer(result.batches)
+                else:
+                    wal = self.wal
+                    lsn = self.buffer.offer(result.batches, lambda: wal.append(svc.signal, request))
+                    wal.sync(lsn)
             return self._response(svc, result)
         except ConversionError as exc:
             log.warning("rejected undecodable %s request", svc.signal,
@@ -92,6 +102,9 @@ class Receiver:
             return invalid_argument(str(exc))
         except BufferFullError as exc:
             return unavailable(str(exc), exc.retry_after_s)
+        except WalError as exc:
+            log.error("refusing an export: the WAL cannot be written", extra={"signal": svc.signal, "error": str(exc)})
+            return unavailable(str(exc), self.retry_after_s)
         except Exception as exc:  # a bug must not turn into data loss: ask the client to retry
             log.exception("unexpected error handling %s export", svc.signal, extra={"signal": svc.signal})
             return unavailable(f"internal error: {exc!r}", self.retry_after_s)

@@ -1,24 +1,30 @@
 """Wiring: build the components from Settings, start them, and stop them in the right order.
 
-Shutdown order: health NOT_SERVING and refuse new exports, let in-flight exports finish, flush and commit
-every buffer, close the writers.
+Start: read each table's committed WAL watermark, replay from the WAL what no commit covers yet (through the
+normal buffer and flush path, bounded by the memory budget), then serve.
+Shutdown: health NOT_SERVING and refuse new exports, let in-flight exports finish, flush and commit every
+buffer, close the writers and the WAL.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent import futures
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from tenacity import Retrying, stop_after_delay, wait_random_exponential
 
 from otlp2parquet.buffer import Buffer
 from otlp2parquet.config import Settings
+from otlp2parquet.convert import CONVERTERS
 from otlp2parquet.errors import ConfigError
 from otlp2parquet.flush import Flusher
 from otlp2parquet.receiver import SERVICES, Receiver
+from otlp2parquet.wal import WriteAheadLog
 from otlp2parquet.writer import WriterFactory, build_writer_factory
 
 log = logging.getLogger(__name__)
@@ -31,8 +37,9 @@ class Service:
     def __init__(self, settings: Settings, writers: WriterFactory | None = None) -> None:
         self.settings = settings
         self.buffer = Buffer(settings.buffer)
-        self.flusher = Flusher(self.buffer, writers or build_writer_factory(settings))
-        self.receiver = Receiver(self.buffer)
+        self.wal = WriteAheadLog(settings.wal_dir(), settings.wal) if settings.wal.enabled else None
+        self.flusher = Flusher(self.buffer, writers or build_writer_factory(settings), on_committed=self._trim)
+        self.receiver = Receiver(self.buffer, self.wal)
         self.health = health.HealthServicer()
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.server.workers, thread_name_prefix="grpc"),
@@ -70,12 +77,51 @@ class Service:
                 log.info("health %s", "SERVING" if serving else "NOT_SERVING",
                          extra={"buffer_bytes": self.buffer.used_bytes})
 
+    def _trim(self) -> None:
+        if self.wal is not None:
+            self.wal.trim(self.buffer.committed_through())
+
+    def _committed(self) -> dict[str, int]:
+        """Each table's committed watermark for this writer id, waiting for the catalog if it is down."""
+        retrying = Retrying(stop=stop_after_delay(self.settings.iceberg.commit_max_elapsed_s),
+                            wait=wait_random_exponential(multiplier=0.5, max=10), reraise=True,
+                            before_sleep=lambda state: log.warning("catalog not reachable yet; retrying", extra={
+                                "error": repr(state.outcome.exception() if state.outcome else None)}))
+        return retrying(lambda: {t: self.flusher.writer(t).committed_lsn() for t in self.flusher.tables})
+
+    def _replay(self, committed: dict[str, int]) -> None:
+        assert self.wal is not None
+        started, records, rows, last_report = time.monotonic(), 0, 0, time.monotonic()
+        for record in self.wal.replay(after=min(committed.values())):
+            result = CONVERTERS[record.signal](record.payload)
+            batches = {t: b for t, b in result.batches.items() if record.lsn > committed[t]}
+            if batches:
+                self.buffer.offer(batches, lsn=record.lsn, block=True)
+            records += 1
+            rows += sum(b.num_rows for b in batches.values())
+            if time.monotonic() - last_report >= 5:
+                last_report = time.monotonic()
+                log.info("replaying the WAL", extra={"records": records, "rows": rows, "lsn": record.lsn})
+        log.info("WAL replay done", extra={"records": records, "rows": rows,
+                                           "duration_s": round(time.monotonic() - started, 3)})
+
+    def recover(self) -> None:
+        """Bring the tables up to date with the WAL before serving; LSNs continue above anything used before."""
+        last = self.wal.recover() if self.wal is not None else 0
+        committed = self._committed()
+        self.buffer.last_lsn = max(last, *committed.values())
+        log.info("recovering", extra={"wal_last_lsn": last, "committed_lsn": committed})
+        self.flusher.start()
+        if self.wal is not None:
+            self._replay(committed)
+            self.wal.open(self.buffer.last_lsn + 1)
+
     def start(self) -> int:
         self.port = self.server.add_insecure_port(self.settings.server.listen)
         if self.port == 0:
             raise ConfigError(f"server.listen: cannot listen on {self.settings.server.listen}")
+        self.recover()
         self._set_health(True)
-        self.flusher.start()
         self.server.start()
         self._health_thread.start()
         log.info("serving OTLP/gRPC", extra={"listen": self.settings.server.listen, "port": self.port,
@@ -89,6 +135,9 @@ class Service:
         self._set_health(False)
         self.server.stop(self.settings.server.grace_s).wait()
         ok = self.flusher.close()
+        if self.wal is not None:
+            self.wal.close()
+            self._trim()
         self._stop_health.set()
         stats = {t: (s.flushes, s.rows, s.failures) for t, s in self.flusher.stats.items() if s.flushes or s.failures}
         log.info("stopped", extra={"flushes_rows_failures": stats, "clean": ok})

@@ -17,6 +17,7 @@ from otlp2parquet.convert import convert_traces
 from otlp2parquet.errors import TransientWriteError
 from otlp2parquet.schemas import iceberg_schema
 from otlp2parquet.writer.iceberg import FLUSH_ID, WRITER_ID, IcebergWriter
+from tests.drained import drained
 from tests.duck import connect
 
 
@@ -44,7 +45,7 @@ def test_a_flush_is_one_snapshot_with_its_flush_id(tmp_path: pathlib.Path) -> No
     catalog = _catalog(settings)
     writer = IcebergWriter("traces", catalog, settings, "sidecar-a")
     batches = [_spans(300, 1), _spans(200, 2)]
-    result = writer.write(batches, "flush-1")
+    result = writer.write(drained("traces", batches), "flush-1")
     table = catalog.load_table("otel.traces")
     assert table.schema() == iceberg_schema("traces")
     (snapshot,) = table.snapshots()
@@ -63,7 +64,7 @@ def test_files_are_sorted_partitioned_by_day_and_readable_by_duckdb(tmp_path: pa
     day = pa.scalar(86_400_000_000, pa.int64())
     next_day = pc.add(batch.column("Timestamp").cast(pa.int64()), day).cast(batch.column("Timestamp").type)
     shifted = batch.set_column(0, batch.schema.field("Timestamp"), next_day)
-    IcebergWriter("traces", catalog, settings, "w").write([batch, shifted], "f")
+    IcebergWriter("traces", catalog, settings, "w").write(drained("traces", [batch, shifted]), "f")
     table = catalog.load_table("otel.traces")
     files = table.inspect.files().to_pylist()
     assert len(files) == 2, "one file per day partition"
@@ -87,14 +88,15 @@ class ConflictingCatalog(SqlCatalog):
         type(self).attempts += 1
         if type(self).conflicts > 0 and type(self).competitor is not None:
             type(self).conflicts -= 1
-            type(self).competitor.write([_spans(10, 100 + type(self).conflicts)], f"other-{type(self).conflicts}")
+            other = drained("traces", [_spans(10, 100 + type(self).conflicts)])
+            type(self).competitor.write(other, f"other-{type(self).conflicts}")
         return super().commit_table(table, requirements, updates)
 
 
 def test_commit_conflicts_are_retried_with_no_duplicate_and_no_loss(tmp_path: pathlib.Path) -> None:
     settings = _settings(tmp_path)
     plain = _catalog(settings)
-    IcebergWriter("traces", plain, settings, "b").write([_spans(5, 50)], "seed")  # create the table
+    IcebergWriter("traces", plain, settings, "b").write(drained("traces", [_spans(5, 50)]), "seed")  # create the table
     # Fewer internal retries so that our tenacity layer is exercised too.
     fewer_retries = {"commit.retry.num-retries": "1", "commit.retry.min-wait-ms": "10"}
     plain.load_table("otel.traces").transaction().set_properties(fewer_retries).commit_transaction()
@@ -103,7 +105,7 @@ def test_commit_conflicts_are_retried_with_no_duplicate_and_no_loss(tmp_path: pa
     ConflictingCatalog.attempts = 0
     ours = IcebergWriter("traces", _catalog(settings, ConflictingCatalog), settings, "a")
     batch = _spans(100, 7)
-    result = ours.write([batch], "ours")
+    result = ours.write(drained("traces", [batch]), "ours")
     assert result.committed_to_catalog
     assert ours.commit_retries >= 1, "pyiceberg's own retries ran out and tenacity retried"
     assert ConflictingCatalog.attempts >= 5
@@ -131,9 +133,9 @@ def test_a_commit_whose_response_was_lost_is_not_appended_twice(tmp_path: pathli
     settings = _settings(tmp_path)
     catalog = _catalog(settings, LostResponseCatalog)
     writer = IcebergWriter("traces", catalog, settings, "a")
-    writer.write([_spans(5, 1)], "first")  # creates the table
+    writer.write(drained("traces", [_spans(5, 1)]), "first")  # creates the table
     LostResponseCatalog.lost = 1
-    result = writer.write([_spans(50, 2)], "second")
+    result = writer.write(drained("traces", [_spans(50, 2)]), "second")
     assert result.committed_to_catalog and writer.commit_retries == 1
     ids = _span_ids(_catalog(settings))
     assert len(ids) == len(set(ids)) == 55
@@ -147,22 +149,55 @@ class BrokenCatalog(SqlCatalog):
 
 
 @pytest.mark.parametrize("warn", [True, False])
-def test_a_final_commit_failure_keeps_the_files_and_names_them(tmp_path: pathlib.Path, warn: bool,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_a_final_commit_failure_raises_keeps_the_files_and_names_them(tmp_path: pathlib.Path, warn: bool,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
     settings = _settings(tmp_path, warn_on_catalog_failure=warn, commit_max_attempts=2)
-    IcebergWriter("traces", _catalog(settings), settings, "a").write([_spans(5, 1)], "create")
+    IcebergWriter("traces", _catalog(settings), settings, "a").write(drained("traces", [_spans(5, 1)]), "create")
     writer = IcebergWriter("traces", _catalog(settings, BrokenCatalog), settings, "a")
-    if warn:
-        result = writer.write([_spans(20, 2)], "lost-commit")
-        assert not result.committed_to_catalog and result.rows == 20
-        paths = result.paths
-    else:
-        with pytest.raises(TransientWriteError, match="catalog unreachable"):
-            writer.write([_spans(20, 2)], "lost-commit")
-        paths = caplog.records[-1].paths
+    with pytest.raises(TransientWriteError, match="catalog unreachable"):
+        writer.write(drained("traces", [_spans(20, 2)], first_lsn=2), "lost-commit")
     record = caplog.records[-1]
     assert record.levelname == ("WARNING" if warn else "ERROR")
-    assert all(p in record.getMessage() for p in paths)
-    kept = [pathlib.Path(p.removeprefix("file://")) for p in paths]
-    assert kept and all(p.exists() for p in kept)
+    assert record.paths and all(p in record.getMessage() for p in record.paths)
+    kept = [pathlib.Path(p.removeprefix("file://")) for p in record.paths]
+    assert all(p.exists() for p in kept)
     assert sum(pa.parquet.read_table(p).num_rows for p in kept) == 20
+
+
+class FlakyCatalog(SqlCatalog):
+    """Commits, then fails (like a lost response) while `fail` is set, so the writer cannot tell it landed."""
+
+    fail = False
+
+    def commit_table(self, table: Any, requirements: Any, updates: Any) -> Any:
+        response = super().commit_table(table, requirements, updates)
+        if type(self).fail:
+            raise OSError("connection reset (injected)")
+        return response
+
+
+def test_rows_returned_by_a_failed_flush_that_had_landed_are_not_written_twice(tmp_path: pathlib.Path) -> None:
+    settings = _settings(tmp_path, commit_max_attempts=1)
+    writer = IcebergWriter("traces", _catalog(settings, FlakyCatalog), settings, "a")
+    first = drained("traces", [_spans(30, 1)], first_lsn=1)
+    FlakyCatalog.fail = True
+    with pytest.raises(TransientWriteError):
+        writer.write(first, "f1")
+    FlakyCatalog.fail = False
+    assert writer.committed_lsn() == 1, "the flush did land"
+    later = drained("traces", [*first.batches, _spans(20, 2)], first_lsn=1)  # the buffer gave them back, plus more
+    result = writer.write(later, "f2")
+    assert result.rows == 20
+    ids = _span_ids(_catalog(settings))
+    assert len(ids) == len(set(ids)) == 50
+    assert writer.committed_lsn() == 2
+
+
+def test_committed_lsn_is_per_writer_id(tmp_path: pathlib.Path) -> None:
+    settings = _settings(tmp_path)
+    catalog = _catalog(settings)
+    assert IcebergWriter("traces", catalog, settings, "a").committed_lsn() == 0
+    IcebergWriter("traces", catalog, settings, "a").write(drained("traces", [_spans(5, 1)], first_lsn=40), "x")
+    IcebergWriter("traces", catalog, settings, "b").write(drained("traces", [_spans(5, 2)], first_lsn=7), "y")
+    assert IcebergWriter("traces", catalog, settings, "a").committed_lsn() == 40
+    assert IcebergWriter("traces", catalog, settings, "b").committed_lsn() == 7

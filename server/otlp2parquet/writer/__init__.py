@@ -13,8 +13,9 @@ __all__ = ["TableWriter", "WriteResult", "WriterFactory", "build_writer_factory"
 
 def build_writer_factory(settings: Settings) -> WriterFactory:
     """A factory of per-table writers. For Iceberg, the catalog is built (and the namespace ensured) here."""
+    writer_id = settings.writer_id()
     if not settings.iceberg.enabled:
-        return lambda table: ParquetWriter(table, settings.writer)
+        return lambda table: ParquetWriter(table, settings.writer, writer_id)
 
     from pyiceberg.exceptions import NamespaceAlreadyExistsError
 
@@ -25,5 +26,4 @@ def build_writer_factory(settings: Settings) -> WriterFactory:
     # Another sidecar may create it between the check and the create.
     with contextlib.suppress(NamespaceAlreadyExistsError):
         catalog.create_namespace_if_not_exists(settings.iceberg.namespace)
-    writer_id = settings.writer_id()
     return lambda table: IcebergWriter(table, catalog, settings, writer_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import pyarrow as pa
+from otlp2parquet.buffer import Drained
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,13 @@ class WriteResult:
 class TableWriter(Protocol):
     """Writes the flushes of one table. Each instance is used by one thread only (one committer per table)."""
 
-    def write(self, batches: list[pa.RecordBatch], flush_id: str) -> WriteResult: ...
+    def write(self, drained: Drained, flush_id: str) -> WriteResult:
+        """Write and commit `drained`, recording its watermark; raise if it is not committed."""
+        ...
+
+    def committed_lsn(self) -> int:
+        """The highest flush watermark this sidecar has committed to the table (0 for none)."""
+        ...
 
     def close(self) -> None: ...
 

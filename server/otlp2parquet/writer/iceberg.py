@@ -5,6 +5,10 @@ retried commit reuses the same files instead of orphaning a set per attempt, and
 can name the files it leaves behind ("Parquet is the source of truth"). Each commit carries a flush id in its
 snapshot summary; after any failed attempt the table is refreshed and the id looked for, so a commit whose
 response was lost (`CommitStateUnknownException`) is never appended twice.
+
+The summary also records the writer id and the flush's WAL watermark. After a crash, `committed_lsn` tells
+recovery which records this sidecar has already committed; after a failed flush, the same number tells the next
+flush which of the returned rows in fact landed.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import urllib.parse
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
+from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException, NoSuchTableError
 from pyiceberg.io.pyarrow import parquet_file_to_data_file
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
@@ -28,6 +32,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from otlp2parquet.buffer import Drained
 from otlp2parquet.config import Settings
 from otlp2parquet.errors import PermanentWriteError, TransientWriteError
 from otlp2parquet.schemas import (
@@ -45,6 +50,7 @@ log = logging.getLogger(__name__)
 
 FLUSH_ID = "otlp2parquet.flush-id"
 WRITER_ID = "otlp2parquet.writer-id"
+WAL_LSN = "otlp2parquet.wal-lsn"
 LOOKBACK_SNAPSHOTS = 50
 
 
@@ -72,6 +78,7 @@ class IcebergWriter:
         self.identifier = (settings.iceberg.namespace, settings.writer.table_prefix + table)
         self.name = ".".join(self.identifier)
         self._table: Table | None = None  # owned by this writer's thread only
+        self._in_doubt = False  # a flush failed: some of the rows given back to us may have been committed
         self.commit_retries = 0
 
     def table(self) -> Table:
@@ -104,6 +111,17 @@ class IcebergWriter:
             files.append(parquet_file_to_data_file(table.io, table.metadata, path))
         return files
 
+    def committed_lsn(self) -> int:
+        """The highest WAL watermark in this writer's snapshots, read fresh from the catalog."""
+        try:
+            table = self.catalog.load_table(self.identifier)
+        except NoSuchTableError:
+            return 0
+        self._table = table
+        marks = [int(s.summary[WAL_LSN]) for s in table.snapshots()
+                 if s.summary is not None and s.summary.get(WRITER_ID) == self.writer_id and s.summary.get(WAL_LSN)]
+        return max(marks, default=0)
+
     def _landed(self, table: Table, flush_id: str) -> int | None:
         snapshots = sorted(table.snapshots(), key=lambda s: s.sequence_number or 0)[-LOOKBACK_SNAPSHOTS:]
         for snapshot in reversed(snapshots):
@@ -117,8 +135,8 @@ class IcebergWriter:
         log.warning("commit to %s failed, retrying", self.name,
                     extra={"table": self.name, "attempt": state.attempt_number, "error": repr(exc)})
 
-    def _commit(self, files: list[DataFile], flush_id: str) -> int:
-        properties = {FLUSH_ID: flush_id, WRITER_ID: self.writer_id}
+    def _commit(self, files: list[DataFile], flush_id: str, watermark: int) -> int:
+        properties = {FLUSH_ID: flush_id, WRITER_ID: self.writer_id, WAL_LSN: str(watermark)}
         retrying = Retrying(
             retry=retry_if_exception_type(TRANSIENT),
             stop=stop_after_attempt(self.settings.iceberg.commit_max_attempts)
@@ -146,28 +164,38 @@ class IcebergWriter:
                 return snapshot.snapshot_id
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
-    def write(self, batches: list[pa.RecordBatch], flush_id: str) -> WriteResult:
+    def _not_yet_committed(self, drained: Drained) -> list[pa.RecordBatch]:
+        """After a failure, drop the returned rows that the failed flush did commit after all."""
+        if not self._in_doubt:
+            return drained.batches
+        committed = self.committed_lsn()
+        return [b for b, lsn in zip(drained.batches, drained.lsns, strict=True) if lsn > committed]
+
+    def write(self, drained: Drained, flush_id: str) -> WriteResult:
+        batches = self._not_yet_committed(drained)
+        if not batches:
+            self._in_doubt = False
+            log.info("the failed flush had committed after all", extra={"table": self.name})
+            return WriteResult(self.name, [], 0, 0, committed_to_catalog=True)
         data = merge_sorted(self.spec, batches)
+        paths: list[str] = []
         try:
             files = self._write_files(self.table(), data, flush_id)
-        except TRANSIENT as exc:
-            raise TransientWriteError(f"writing data files for {self.name} failed: {exc}") from exc
-        paths = [f.file_path for f in files]
-        size = sum(f.file_size_in_bytes for f in files)
-        try:
-            snapshot_id = self._commit(files, flush_id)
-        except Exception as exc:  # the commit finally failed: the files stay, named in the log
+            paths = [f.file_path for f in files]
+            snapshot_id = self._commit(files, flush_id, drained.watermark)
+        except Exception as exc:  # the rows go back to the buffer; data files already written are named
+            self._in_doubt = True
             self._table = None  # reload next time rather than trust a handle in an unknown state
             level = logging.WARNING if self.settings.iceberg.warn_on_catalog_failure else logging.ERROR
-            log.log(level, "commit to %s failed; data files kept: %s", self.name, " ".join(paths),
+            log.log(level, "commit to %s failed; the rows stay buffered and in the WAL; data files left: %s",
+                    self.name, " ".join(paths) or "none",
                     extra={"table": self.name, "flush_id": flush_id, "rows": data.num_rows, "paths": paths,
                            "error": repr(exc)})
-            if self.settings.iceberg.warn_on_catalog_failure:
-                return WriteResult(self.name, paths, size, data.num_rows, committed_to_catalog=False)
             error = TransientWriteError if isinstance(exc, TRANSIENT) else PermanentWriteError
             raise error(f"commit to {self.name} failed: {exc}") from exc
-        return WriteResult(self.name, paths, size, data.num_rows, committed_to_catalog=True,
-                           snapshot_id=snapshot_id)
+        self._in_doubt = False
+        return WriteResult(self.name, paths, sum(f.file_size_in_bytes for f in files), data.num_rows,
+                           committed_to_catalog=True, snapshot_id=snapshot_id)
 
     def close(self) -> None:
         self._table = None
