@@ -5,12 +5,12 @@ from __future__ import annotations
 import grpc
 import grpc_testing
 import pytest
-from bench.workload import requests
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from bench.workload import requests
 from otlp2parquet.buffer import Buffer
 from otlp2parquet.config import BufferSettings
 from otlp2parquet.receiver import SERVICES, Receiver

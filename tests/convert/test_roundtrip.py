@@ -8,8 +8,8 @@ import pathlib
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from bench.workload import requests
 
+from bench.workload import requests
 from otlp2parquet.convert import CONVERTERS
 from otlp2parquet.schemas import TABLES
 from tests.duck import connect

@@ -8,12 +8,12 @@ from collections.abc import Callable
 import grpc
 import pyarrow.parquet as pq
 import pytest
-from bench.workload import requests
 from google.rpc import error_details_pb2, status_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from bench.workload import requests
 from tests.integration.server import ServerProcess
 
 pytestmark = pytest.mark.integration

@@ -8,10 +8,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from bench.workload import requests
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitStateUnknownException
 
+from bench.workload import requests
 from otlp2parquet.config import Settings, load_settings
 from otlp2parquet.convert import convert_traces
 from otlp2parquet.errors import TransientWriteError

@@ -7,10 +7,10 @@ import pathlib
 
 import pyarrow.parquet as pq
 import pytest
-from bench.workload import requests
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
+from bench.workload import requests
 from otlp2parquet.config import WriterSettings
 from otlp2parquet.convert import convert_logs, convert_metrics
 from otlp2parquet.writer.parquet import ParquetWriter, service_segment

@@ -34,6 +34,7 @@ class WriteAheadLog:
         self._lock = threading.Lock()  # appends and segment changes
         self._synced = threading.Condition()
         self._file: BinaryIO | None = None
+        self._size = 0  # bytes in the current segment; the file position is not trusted after a failed write
         self._segment_first = 0
         self._segment_last = 0
         self._segments: dict[int, int] = {}  # first lsn -> last lsn, closed segments only
@@ -113,8 +114,10 @@ class WriteAheadLog:
         self._segment_first = self._segment_last = self.last_lsn + 1
         path = self.dir / _segment_name(self._segment_first)
         self._file = path.open("ab", buffering=0)
-        if self._file.tell() == 0:
+        self._size = os.fstat(self._file.fileno()).st_size
+        if self._size == 0:
             self._file.write(SEGMENT_MAGIC)
+            self._size = len(SEGMENT_MAGIC)
         self._fsync_dir()
 
     def _fsync_dir(self) -> None:
@@ -132,19 +135,19 @@ class WriteAheadLog:
             lsn = self.last_lsn + 1
             data = encode(lsn, signal, payload)
             try:
-                if self._file.tell() + len(data) > self.settings.segment_bytes and \
+                if self._size + len(data) > self.settings.segment_bytes and \
                         self._segment_last >= self._segment_first:  # full, and holds at least one record
                     self._roll()
-                start = self._file.tell()
                 try:
                     written = 0
-                    while written < len(data):  # an unbuffered write may be short
+                    while written < len(data):  # an unbuffered write may be short (O_APPEND: at the end)
                         written += self._file.write(memoryview(data)[written:])
                 except OSError:
-                    self._file.truncate(start)  # no partial record may stay behind a later good one
+                    self._file.truncate(self._size)  # no partial record may stay behind a later good one
                     raise
             except OSError as exc:
                 raise WalError(f"cannot write the WAL in {self.dir}: {exc}") from exc
+            self._size += len(data)
             self.last_lsn = self._segment_last = lsn
             return lsn
 
