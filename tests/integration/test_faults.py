@@ -32,22 +32,27 @@ class Sender:
         self.rng = random.Random(seed)
         self.acked: set[str] = set()
         self.refused: list[grpc.StatusCode] = []
+        self._lock = threading.Lock()
 
-    def payloads(self) -> Iterator[tuple[bytes, list[str]]]:
-        while True:
+    def next(self) -> tuple[bytes, list[str]]:
+        """A new request and its span ids; safe to call from several sending threads."""
+        with self._lock:
             req = traces_request(self.rng, 20)
-            ids = [s.span_id.hex() for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans]
-            yield req.SerializeToString(), ids
+        ids = [s.span_id.hex() for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans]
+        return req.SerializeToString(), ids
 
     def send(self, server: ServerProcess, payload: bytes, ids: list[str]) -> bool:
-        call = server.channel.unary_unary(
-            TRACE_METHOD, response_deserializer=trace_service_pb2.ExportTraceServiceResponse.FromString)
         try:
+            call = server.channel.unary_unary(
+                TRACE_METHOD, response_deserializer=trace_service_pb2.ExportTraceServiceResponse.FromString)
             call(payload, timeout=10)
         except grpc.RpcError as exc:
             self.refused.append(exc.code())
             return False
-        self.acked.update(ids)
+        except ValueError:  # the test closed the channel (the server is gone): not acknowledged
+            return False
+        with self._lock:
+            self.acked.update(ids)
         return True
 
 
@@ -67,7 +72,6 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(start_server: Cal
                                                                tmp_path: pathlib.Path) -> None:
     base = tmp_path / "sidecar"
     sender = Sender(seed=1)
-    stream = sender.payloads()
     rng = random.Random(2)
     replayed_rows = []
     for _trial in range(10):
@@ -77,7 +81,7 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(start_server: Cal
         stop = threading.Event()
 
         def pump(srv: ServerProcess = server, s: threading.Event = stop) -> None:
-            while not s.is_set() and sender.send(srv, *next(stream)):
+            while not s.is_set() and sender.send(srv, *sender.next()):
                 pass
 
         threads = [threading.Thread(target=pump) for _ in range(3)]
@@ -112,20 +116,19 @@ def test_a_locked_catalog_means_back_pressure_then_recovery(start_server: Callab
     server = start_server(env={**FAST_FLUSH, "OTLP2PARQUET_BUFFER__MEMORY_BUDGET_BYTES": "2000000",
                                "OTLP2PARQUET_BUFFER__RETRY_AFTER_S": "0.2"})
     sender = Sender(seed=3)
-    stream = sender.payloads()
     for _ in range(5):
-        assert sender.send(server, *next(stream))
+        assert sender.send(server, *sender.next())
     lock = sqlite3.connect(server.base / "catalog.db", timeout=30)
     lock.execute("BEGIN EXCLUSIVE")  # nobody else can read or write the catalog now
     until = time.monotonic() + 10
     while time.monotonic() < until:
-        sender.send(server, *next(stream))
+        sender.send(server, *sender.next())
     lock.rollback()
     lock.close()
     assert grpc.StatusCode.UNAVAILABLE in sender.refused, "a full buffer must push back on the client"
     assert set(sender.refused) == {grpc.StatusCode.UNAVAILABLE}
     for _ in range(5):  # and it accepts again once the catalog is back
-        assert _eventually(lambda: sender.send(server, *next(stream)))
+        assert _eventually(lambda: sender.send(server, *sender.next()))
     assert server.stop() == 0, server.log()
     assert "database is locked" in server.log()
     assert_exactly_once(server, sender.acked)
@@ -169,13 +172,12 @@ def test_a_full_spool_disk_answers_unavailable_and_recovers(start_server: Callab
         except OSError:
             pass
     sender = Sender(seed=4)
-    stream = sender.payloads()
     for _ in range(20):
-        sender.send(server, *next(stream))
+        sender.send(server, *sender.next())
     assert grpc.StatusCode.UNAVAILABLE in sender.refused
     assert "the WAL cannot be written" in server.log()
     ballast.unlink()  # space returns
-    assert _eventually(lambda: sender.send(server, *next(stream)))
+    assert _eventually(lambda: sender.send(server, *sender.next()))
     server.kill()  # and what was acknowledged is durable: a restart replays it
     again = start_server(base=server.base, env=env)
     assert again.stop() == 0, again.log()
@@ -187,12 +189,11 @@ def test_graceful_shutdown_under_load_commits_every_acknowledged_span(
         start_server: Callable[..., ServerProcess]) -> None:
     server = start_server(env={"OTLP2PARQUET_BUFFER__MAX_AGE_S": "3600"})
     sender = Sender(seed=5)
-    stream = sender.payloads()
     stop = threading.Event()
 
     def pump() -> None:
         while not stop.is_set():
-            sender.send(server, *next(stream))
+            sender.send(server, *sender.next())
 
     threads = [threading.Thread(target=pump) for _ in range(4)]
     for t in threads:

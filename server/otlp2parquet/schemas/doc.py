@@ -38,7 +38,8 @@ This file is generated from `server/otlp2parquet/schemas/tables.py`
   they are, `true`/`false`, integers in decimal, doubles in ES6 form (`3`, `0.5`, `1e-7`, `1e+21`), NaN and
   infinities as `json: unsupported value: NaN` (`+Inf`, `-Inf`), bytes as padded base64, arrays and kvlists as
   Go-style JSON (sorted keys, `<>&` escaped; `''` if a nested double is NaN or infinite), an empty value as `''`.
-  The value's type is not kept (as in ClickHouse). Duplicate keys are kept as sent. Log `Body` follows the same
+  The value's type is not kept (as in ClickHouse). Duplicate keys are kept as sent. A value nested deeper than
+  the protobuf decoder's limit (about 100 levels) is stored as `''`; its record is kept. Log `Body` follows the same
   rules. Invalid UTF-8 is replaced with U+FFFD and reported as a `partial_success` warning.
 - **Unsigned counters** (`uint32`, `uint64`) are `long`; Iceberg has no unsigned types.
 - **Optional OTLP fields** (histogram `Sum`/`Min`/`Max`, number `Value`, `IntValue`) are null when unset,
