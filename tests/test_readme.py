@@ -23,7 +23,9 @@ def blocks(language: str) -> list[str]:
 
 
 def shell_commands() -> list[str]:
-    return [line.strip() for block in blocks("sh") for line in block.splitlines() if line.strip()]
+    """The README's shell commands, except the grpcurl blocks (tests/integration/test_grpcurl.py runs those)."""
+    return [line.strip() for block in blocks("sh") if not block.lstrip().startswith("grpcurl")
+            for line in block.splitlines() if line.strip()]
 
 
 def _wait_serving(port: int, proc: subprocess.Popen, log: pathlib.Path, timeout: float = 120) -> None:
