@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.integration.server import free_port
+from tests.integration.server import free_port, wait_serving
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -26,23 +26,6 @@ def shell_commands() -> list[str]:
     """The README's shell commands, except the grpcurl blocks (tests/integration/test_grpcurl.py runs those)."""
     return [line.strip() for block in blocks("sh") if not block.lstrip().startswith("grpcurl")
             for line in block.splitlines() if line.strip()]
-
-
-def _wait_serving(port: int, proc: subprocess.Popen, log: pathlib.Path, timeout: float = 120) -> None:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            try:
-                status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                if status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                time.sleep(0.2)
-    raise TimeoutError(log.read_text())
 
 
 def _stop_group(proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -87,7 +70,7 @@ def test_make_run_then_send_then_query(tmp_path: pathlib.Path) -> None:
         proc = subprocess.Popen(["make", "-C", str(ROOT), "run"], stdout=out, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
     try:
-        _wait_serving(port, proc, log)
+        wait_serving(f"127.0.0.1:{port}", proc, log, timeout=120)
         send, query = blocks("python")
         _run_python(send.replace("127.0.0.1:4317", f"127.0.0.1:{port}"), tmp_path)
     finally:
@@ -108,7 +91,7 @@ def test_the_collector_listen_command_serves(tmp_path: pathlib.Path) -> None:
         proc = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                 env={**os.environ, "OTLP2PARQUET_BASE_PATH": str(tmp_path / "data")})
     try:
-        _wait_serving(port, proc, log)
+        wait_serving(f"127.0.0.1:{port}", proc, log, timeout=120)
     finally:
         _stop_group(proc)
     assert proc.returncode == 0

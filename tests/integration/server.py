@@ -19,6 +19,24 @@ from pyiceberg.table import Table
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
+def wait_serving(address: str, proc: subprocess.Popen, log_path: pathlib.Path, status: int = SERVING,
+                 timeout: float = 60) -> None:
+    """Poll gRPC health until `status`; fail with the server's log if it exits or never gets there."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status == status:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise TimeoutError(f"health never became {status}:\n{log_path.read_text()}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -46,17 +64,7 @@ class ServerProcess:
         return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status
 
     def wait_health(self, status: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if self.health() == status:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"health never became {status}:\n{self.log()}")
+        wait_serving(self.address, self.proc, self.log_path, status, timeout)
 
     def log(self) -> str:
         return self.log_path.read_text()
