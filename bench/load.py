@@ -118,6 +118,7 @@ def run(signal_name: str, items: int, seconds: float, settings: list[str], proce
         key, value = item.split("=", 1)
         section, name = key.split(".", 1)
         env[f"OTLP2PARQUET_{section.upper()}__{name.upper()}"] = value
+    env["OTLP2PARQUET_METRICS_LISTEN"] = f"127.0.0.1:{_free_port()}"
     log = (base / "server.log").open("w")
     server = subprocess.Popen([sys.executable, "-m", "otlp2parquet", "serve", "--listen", f"127.0.0.1:{port}",
                                "--base-path", str(base)], env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -36,6 +36,7 @@ def run(count: int, items: int) -> dict[str, float]:
     wal.close()
     wal_bytes = wal.size_bytes()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTLP2PARQUET_")}
+    env["OTLP2PARQUET_TELEMETRY__ENABLED"] = "false"
     log_path = base / "server.log"
     with log_path.open("w") as log:
         server = subprocess.Popen([sys.executable, "-m", "otlp2parquet", "serve", "--listen", "127.0.0.1:0",

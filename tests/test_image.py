@@ -51,7 +51,8 @@ def test_a_wheel_from_the_repository_installs_fresh_and_serves(tmp_path: pathlib
     proc = subprocess.Popen([str(env_dir / "bin" / "otlp2parquet"), "serve"], cwd=tmp_path, stdout=log,
                             stderr=subprocess.STDOUT,
                             env={**environ, "OTLP2PARQUET_BASE_PATH": str(data),
-                                 "OTLP2PARQUET_LISTEN": f"127.0.0.1:{port}"})
+                                 "OTLP2PARQUET_LISTEN": f"127.0.0.1:{port}",
+                                 "OTLP2PARQUET_METRICS_LISTEN": f"127.0.0.1:{free_port()}"})
     try:
         wait_serving(f"127.0.0.1:{port}", proc, tmp_path / "serve.log", timeout=120)
     finally:

@@ -64,7 +64,8 @@ def test_make_test_is_exactly_what_ci_runs() -> None:
 @pytest.mark.integration
 def test_make_run_then_send_then_query(tmp_path: pathlib.Path) -> None:
     port = free_port()
-    env = {**os.environ, "OTLP2PARQUET_BASE_PATH": str(tmp_path / "data"), "OTLP2PARQUET_LISTEN": f"127.0.0.1:{port}"}
+    env = {**os.environ, "OTLP2PARQUET_BASE_PATH": str(tmp_path / "data"), "OTLP2PARQUET_LISTEN": f"127.0.0.1:{port}",
+           "OTLP2PARQUET_METRICS_LISTEN": f"127.0.0.1:{free_port()}"}
     log = tmp_path / "make-run.log"
     with log.open("w") as out:
         proc = subprocess.Popen(["make", "-C", str(ROOT), "run"], stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -89,7 +90,8 @@ def test_the_collector_listen_command_serves(tmp_path: pathlib.Path) -> None:
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         proc = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "OTLP2PARQUET_BASE_PATH": str(tmp_path / "data")})
+                                env={**os.environ, "OTLP2PARQUET_BASE_PATH": str(tmp_path / "data"),
+                                     "OTLP2PARQUET_METRICS_LISTEN": f"127.0.0.1:{free_port()}"})
     try:
         wait_serving(f"127.0.0.1:{port}", proc, log, timeout=120)
     finally:

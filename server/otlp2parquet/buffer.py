@@ -183,6 +183,12 @@ class Buffer:
             return q.not_before - now
         return max(0.0, q.oldest + self.settings.max_age_s - now)
 
+    def ages(self) -> dict[str, float]:
+        """Seconds since each table's oldest buffered row arrived (0 for an empty table)."""
+        with self._lock:
+            now = self._clock()
+            return {t: (now - q.oldest if q.oldest is not None else 0.0) for t, q in self._queues.items()}
+
     def tables(self) -> list[str]:
         with self._lock:
             return list(self._queues)

@@ -36,10 +36,18 @@ FLAT_ENV: dict[str, tuple[str, str]] = {
     "WAREHOUSE": ("iceberg", "warehouse"),
     "WAL_DIR": ("wal", "dir"),
     "WAL_FSYNC": ("wal", "fsync"),
+    "METRICS_LISTEN": ("telemetry", "listen"),
     "LOG_FORMAT": ("logging", "format"),
     "LOG_LEVEL": ("logging", "level"),
 }
 SECRET_WORDS = ("token", "secret", "password", "credential", "key-id", "access-key")
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError("expected HOST:PORT")
+    return value
 
 
 class _Section(BaseModel):
@@ -53,13 +61,7 @@ class ServerSettings(_Section):
     workers: int = Field(16, gt=0, description="gRPC handler threads; the Collector sends up to 10 at once")
     grace_s: float = Field(10.0, ge=0, description="how long in-flight exports may finish at shutdown")
 
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-            raise ValueError("expected HOST:PORT")
-        return value
+    _listen = field_validator("listen")(lambda value: _host_port(value))
 
 
 class BufferSettings(_Section):
@@ -101,6 +103,13 @@ class WalSettings(_Section):
     segment_bytes: int = Field(64 * MiB, gt=0, description="roll to a new segment file at this size")
 
 
+class TelemetrySettings(_Section):
+    enabled: bool = Field(True, description="serve /metrics, /healthz and /ready over HTTP")
+    listen: str = Field("127.0.0.1:9464", description="HOST:PORT of the HTTP endpoints")
+
+    _listen = field_validator("listen")(lambda value: _host_port(value))
+
+
 class LoggingSettings(_Section):
     format: Literal["json", "text"] = "json"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -114,6 +123,7 @@ class Settings(BaseSettings):
     writer: WriterSettings = WriterSettings()
     iceberg: IcebergSettings = IcebergSettings()
     wal: WalSettings = WalSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod

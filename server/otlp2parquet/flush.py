@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from otlp2parquet.buffer import Buffer, Drained
 from otlp2parquet.schemas import TABLES
+from otlp2parquet.telemetry import Telemetry
 from otlp2parquet.writer import TableWriter, WriteResult, WriterFactory
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,9 @@ class FlushStats:
 
 class Flusher:
     def __init__(self, buffer: Buffer, writers: WriterFactory, tables: list[str] | None = None,
-                 on_committed: Callable[[], None] | None = None) -> None:
+                 on_committed: Callable[[], None] | None = None, telemetry: Telemetry | None = None) -> None:
         self.buffer = buffer
+        self.telemetry = telemetry or Telemetry()
         self.stats: dict[str, FlushStats] = {}
         self._writers: dict[str, TableWriter] = {}
         self._factory = writers
@@ -73,6 +75,7 @@ class Flusher:
             try:
                 result = self.writer(table).write(drained, flush_id)
             except Exception as exc:  # the rows stay in the buffer (and the WAL) and are retried
+                self.telemetry.flushes.labels(table, drained.reason, "failed").inc()
                 stats.failures += 1
                 failures_in_a_row += 1
                 retry_in = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (failures_in_a_row - 1))
@@ -87,6 +90,12 @@ class Flusher:
                 continue
             failures_in_a_row = 0
             self.buffer.release(drained)
+            t = self.telemetry
+            t.flushes.labels(table, drained.reason, "ok").inc()
+            t.flush_duration.labels(table).observe(time.monotonic() - started)
+            t.rows_written.labels(table).inc(result.rows)
+            t.files_written.labels(table).inc(len(result.paths))
+            t.file_bytes_written.labels(table).inc(result.file_size)
             if self._on_committed is not None:
                 self._on_committed()
             stats.flushes += 1

@@ -30,6 +30,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from otlp2parquet.buffer import Buffer
 from otlp2parquet.convert import CONVERTERS, ConversionResult
 from otlp2parquet.errors import BufferFullError, ConversionError, WalError
+from otlp2parquet.telemetry import Telemetry
 from otlp2parquet.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
@@ -75,17 +76,30 @@ def invalid_argument(message: str) -> grpc.Status:
 class Receiver:
     """Converts each request and offers its batches to the buffer; knows nothing of writers."""
 
-    def __init__(self, buffer: Buffer, wal: WriteAheadLog | None = None) -> None:
+    def __init__(self, buffer: Buffer, wal: WriteAheadLog | None = None, telemetry: Telemetry | None = None) -> None:
         self.buffer = buffer
         self.wal = wal
+        self.telemetry = telemetry or Telemetry()
         self.retry_after_s = buffer.settings.retry_after_s
         self.shutting_down = False
 
+    def _refused(self, svc: SignalService, reason: str, status: grpc.Status,
+                 result: ConversionResult | None = None) -> grpc.Status:
+        t = self.telemetry
+        t.requests.labels(svc.signal, "refused", status.code.name).inc()
+        if result is None:
+            t.refused_requests.labels(svc.signal, reason).inc()
+        else:
+            t.refused_items.labels(svc.signal, reason).inc(result.accepted + result.rejected)
+        return status
+
     def handle(self, svc: SignalService, request: bytes) -> Message | grpc.Status:
         """The outcome of one Export: a response message or a status to abort with. Never raises."""
+        result: ConversionResult | None = None
         try:
+            self.telemetry.request_size.labels(svc.signal).observe(len(request))
             if self.shutting_down:
-                return unavailable("shutting down", self.retry_after_s)
+                return self._refused(svc, "shutdown", unavailable("shutting down", self.retry_after_s))
             self.buffer.admit()
             result = CONVERTERS[svc.signal](request)
             if result.batches:
@@ -99,19 +113,25 @@ class Receiver:
         except ConversionError as exc:
             log.warning("rejected undecodable %s request", svc.signal,
                         extra={"signal": svc.signal, "bytes": len(request), "error": str(exc)})
-            return invalid_argument(str(exc))
+            return self._refused(svc, "invalid", invalid_argument(str(exc)))
         except BufferFullError as exc:
-            return unavailable(str(exc), exc.retry_after_s)
+            return self._refused(svc, "throttled", unavailable(str(exc), exc.retry_after_s), result)
         except WalError as exc:
             log.error("refusing an export: the WAL cannot be written", extra={"signal": svc.signal, "error": str(exc)})
-            return unavailable(str(exc), self.retry_after_s)
+            return self._refused(svc, "wal", unavailable(str(exc), self.retry_after_s), result)
         except Exception as exc:  # a bug must not turn into data loss: ask the client to retry
             log.exception("unexpected error handling %s export", svc.signal, extra={"signal": svc.signal})
-            return unavailable(f"internal error: {exc!r}", self.retry_after_s)
+            return self._refused(svc, "internal", unavailable(f"internal error: {exc!r}", self.retry_after_s), result)
 
     def _response(self, svc: SignalService, result: ConversionResult) -> Message:
+        t = self.telemetry
+        t.accepted_items.labels(svc.signal).inc(result.accepted)
+        for reason, count in result.reasons.items():
+            t.partial_rejected_items.labels(svc.signal, reason).inc(count)
         if not result.rejected and not result.warnings:
+            t.requests.labels(svc.signal, "success", "OK").inc()
             return svc.response()
+        t.requests.labels(svc.signal, "partial_success", "OK").inc()
         message = result.message()
         if len(message) > MAX_MESSAGE_CHARS:
             message = message[: MAX_MESSAGE_CHARS - 3] + "..."

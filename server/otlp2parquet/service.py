@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from concurrent import futures
 
 import grpc
@@ -24,6 +25,7 @@ from otlp2parquet.convert import CONVERTERS
 from otlp2parquet.errors import ConfigError
 from otlp2parquet.flush import Flusher
 from otlp2parquet.receiver import SERVICES, Receiver
+from otlp2parquet.telemetry import HttpEndpoints, Metric, Telemetry, gauge
 from otlp2parquet.wal import WriteAheadLog
 from otlp2parquet.writer import WriterFactory, build_writer_factory
 
@@ -36,10 +38,20 @@ HEALTH_NAMES = ["", *(svc.service for svc in SERVICES)]
 class Service:
     def __init__(self, settings: Settings, writers: WriterFactory | None = None) -> None:
         self.settings = settings
+        self.telemetry = Telemetry()
         self.buffer = Buffer(settings.buffer)
         self.wal = WriteAheadLog(settings.wal_dir(), settings.wal) if settings.wal.enabled else None
-        self.flusher = Flusher(self.buffer, writers or build_writer_factory(settings), on_committed=self._trim)
-        self.receiver = Receiver(self.buffer, self.wal)
+        self.flusher = Flusher(self.buffer, writers or build_writer_factory(settings, self.telemetry),
+                               on_committed=self._trim, telemetry=self.telemetry)
+        self.receiver = Receiver(self.buffer, self.wal, self.telemetry)
+        self.telemetry.add_live(self._live_metrics)
+        self.http = None
+        if settings.telemetry.enabled:
+            try:
+                self.http = HttpEndpoints(settings.telemetry.listen, self.telemetry, self.ready)
+            except OSError as exc:
+                raise ConfigError(f"telemetry.listen: cannot listen on {settings.telemetry.listen}: {exc}") from exc
+        self._recovered = False
         self.health = health.HealthServicer()
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.server.workers, thread_name_prefix="grpc"),
@@ -60,6 +72,26 @@ class Service:
         self._serving = True
         self._stop_health = threading.Event()
         self._health_thread = threading.Thread(target=self._watch_health, name="health", daemon=True)
+
+    def ready(self) -> bool:
+        """Accepting exports: recovered, not shutting down, buffer below its high-water mark."""
+        return self._recovered and not self.receiver.shutting_down and self.buffer.accepting()
+
+    def _live_metrics(self) -> Iterable[Metric]:
+        stats, ages = self.buffer.stats(), self.buffer.ages()
+        yield gauge("buffer_items", "Rows buffered per table", ["table"], ([[t], r] for t, (r, _) in stats.items()))
+        yield gauge("buffer_table_bytes", "Arrow bytes buffered per table", ["table"],
+                    ([[t], b] for t, (_, b) in stats.items()))
+        yield gauge("buffer_bytes", "Arrow bytes held, including flushes being written", [],
+                    [([], self.buffer.used_bytes)])
+        yield gauge("buffer_capacity_bytes", "The memory budget", [],
+                    [([], self.settings.buffer.memory_budget_bytes)])
+        yield gauge("oldest_unflushed_age_seconds", "Age of the oldest buffered row per table", ["table"],
+                    ([[t], a] for t, a in ages.items()))
+        if self.wal is not None:
+            yield gauge("wal_bytes", "Bytes in WAL segment files", [], [([], self.wal.size_bytes())])
+            yield gauge("wal_last_lsn", "Newest WAL position written", [], [([], self.wal.last_lsn)])
+        self.telemetry.ready.set(1 if self.ready() else 0)
 
     def _set_health(self, serving: bool) -> None:
         for name in HEALTH_NAMES:
@@ -99,6 +131,8 @@ class Service:
                 self.buffer.offer(batches, lsn=record.lsn, block=True)
             records += 1
             rows += sum(b.num_rows for b in batches.values())
+            self.telemetry.wal_replayed_records.inc()
+            self.telemetry.wal_replayed_rows.inc(sum(b.num_rows for b in batches.values()))
             if time.monotonic() - last_report >= 5:
                 last_report = time.monotonic()
                 log.info("replaying the WAL", extra={"records": records, "rows": rows, "lsn": record.lsn})
@@ -120,12 +154,16 @@ class Service:
         self.port = self.server.add_insecure_port(self.settings.server.listen)
         if self.port == 0:
             raise ConfigError(f"server.listen: cannot listen on {self.settings.server.listen}")
+        if self.http is not None:
+            self.http.start()  # /healthz answers during recovery; /ready only after it
         self.recover()
+        self._recovered = True
         self._set_health(True)
         self.server.start()
         self._health_thread.start()
         log.info("serving OTLP/gRPC", extra={"listen": self.settings.server.listen, "port": self.port,
-                                             "iceberg": self.settings.iceberg.enabled})
+                                             "iceberg": self.settings.iceberg.enabled,
+                                             "metrics_port": self.http.port if self.http else None})
         return self.port
 
     def stop(self) -> bool:
@@ -139,6 +177,8 @@ class Service:
             self.wal.close()
             self._trim()
         self._stop_health.set()
+        if self.http is not None:
+            self.http.stop()
         stats = {t: (s.flushes, s.rows, s.failures) for t, s in self.flusher.stats.items() if s.flushes or s.failures}
         log.info("stopped", extra={"flushes_rows_failures": stats, "clean": ok})
         return ok

@@ -48,9 +48,11 @@ class ServerProcess:
         self.base = base
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.metrics_address = f"127.0.0.1:{free_port()}"
         self.log_path = base / "server.log"
         base.mkdir(parents=True, exist_ok=True)
         environ = {k: v for k, v in os.environ.items() if not k.startswith("OTLP2PARQUET_")}
+        environ["OTLP2PARQUET_METRICS_LISTEN"] = self.metrics_address
         environ.update(env or {})
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 
 from otlp2parquet.config import Settings
+from otlp2parquet.telemetry import Telemetry
 from otlp2parquet.writer.base import TableWriter, WriteResult, WriterFactory
 from otlp2parquet.writer.parquet import ParquetWriter
 
 __all__ = ["TableWriter", "WriteResult", "WriterFactory", "build_writer_factory"]
 
 
-def build_writer_factory(settings: Settings) -> WriterFactory:
+def build_writer_factory(settings: Settings, telemetry: Telemetry | None = None) -> WriterFactory:
     """A factory of per-table writers. For Iceberg, the catalog is built (and the namespace ensured) here."""
     writer_id = settings.writer_id()
     if not settings.iceberg.enabled:
@@ -26,4 +27,4 @@ def build_writer_factory(settings: Settings) -> WriterFactory:
     # Another sidecar may create it between the check and the create.
     with contextlib.suppress(NamespaceAlreadyExistsError):
         catalog.create_namespace_if_not_exists(settings.iceberg.namespace)
-    return lambda table: IcebergWriter(table, catalog, settings, writer_id)
+    return lambda table: IcebergWriter(table, catalog, settings, writer_id, telemetry)

@@ -43,6 +43,7 @@ from otlp2parquet.schemas import (
     iceberg_sort_order,
     table_properties,
 )
+from otlp2parquet.telemetry import Telemetry
 from otlp2parquet.writer.base import WriteResult
 from otlp2parquet.writer.files import MICROS_PER_DAY, encode, merge_sorted, split
 
@@ -70,8 +71,10 @@ TRANSIENT = _transient_errors()
 
 
 class IcebergWriter:
-    def __init__(self, table: str, catalog: Catalog, settings: Settings, writer_id: str) -> None:
+    def __init__(self, table: str, catalog: Catalog, settings: Settings, writer_id: str,
+                 telemetry: Telemetry | None = None) -> None:
         self.spec = TABLES[table]
+        self.telemetry = telemetry or Telemetry()
         self.catalog = catalog
         self.settings = settings
         self.writer_id = writer_id
@@ -132,6 +135,10 @@ class IcebergWriter:
     def _before_sleep(self, state: RetryCallState) -> None:
         self.commit_retries += 1
         exc = state.outcome.exception() if state.outcome else None
+        kind = ("conflict" if isinstance(exc, CommitFailedException) else
+                "state_unknown" if isinstance(exc, CommitStateUnknownException) else
+                "io" if isinstance(exc, OSError) else "other")
+        self.telemetry.commit_retries.labels(self.spec.name, kind).inc()
         log.warning("commit to %s failed, retrying", self.name,
                     extra={"table": self.name, "attempt": state.attempt_number, "error": repr(exc)})
 
@@ -184,6 +191,7 @@ class IcebergWriter:
             paths = [f.file_path for f in files]
             snapshot_id = self._commit(files, flush_id, drained.watermark)
         except Exception as exc:  # the rows go back to the buffer; data files already written are named
+            self.telemetry.commits.labels(self.spec.name, "failed").inc()
             self._in_doubt = True
             self._table = None  # reload next time rather than trust a handle in an unknown state
             level = logging.WARNING if self.settings.iceberg.warn_on_catalog_failure else logging.ERROR
@@ -194,6 +202,7 @@ class IcebergWriter:
             error = TransientWriteError if isinstance(exc, TRANSIENT) else PermanentWriteError
             raise error(f"commit to {self.name} failed: {exc}") from exc
         self._in_doubt = False
+        self.telemetry.commits.labels(self.spec.name, "ok").inc()
         return WriteResult(self.name, paths, sum(f.file_size_in_bytes for f in files), data.num_rows,
                            committed_to_catalog=True, snapshot_id=snapshot_id)
 
