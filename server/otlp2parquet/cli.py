@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from otlp2parquet import __version__
 from otlp2parquet.config import Settings, load_settings, redacted, to_toml
 from otlp2parquet.errors import ConfigError
+from otlp2parquet.maintenance import Plan, maintain, parse_duration
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
@@ -59,13 +64,29 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"otlp2parquet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (("serve", "serve OTLP/gRPC and write Iceberg tables or Parquet files"),
-                            ("config", "print the effective configuration (TOML, secrets redacted)")):
+                            ("config", "print the effective configuration (TOML, secrets redacted)"),
+                            ("maintain", "expire snapshots, clean metadata, apply retention, remove orphan files"),
+                            ("tables", "list the tables: rows, data files, bytes, snapshots, newest commit"),
+                            ("query", "run SQL (DuckDB) over the tables, registered under their names")):
         cmd = commands.add_parser(name, help=help_text)
         cmd.add_argument("--config", help="TOML configuration file")
         cmd.add_argument("--listen", help="HOST:PORT for OTLP/gRPC (default 127.0.0.1:4317)")
         cmd.add_argument("--base-path", help="root for the embedded catalog, warehouse and Parquet files")
         cmd.add_argument("--log-format", choices=["json", "text"])
         cmd.add_argument("--no-iceberg", action="store_true", help="write plain Parquet files, no catalog")
+        if name == "maintain":
+            cmd.add_argument("--dry-run", action="store_true", help="report what would be done, change nothing")
+            cmd.add_argument("--table", action="append", help="only this table (repeatable; default: all seven)")
+            cmd.add_argument("--expire-older-than", default="1d", help="expire snapshots older than this "
+                             "('off' to skip; default 1d)")
+            cmd.add_argument("--keep-last", type=int, default=10, help="always keep the newest N snapshots")
+            cmd.add_argument("--orphans-older-than", default="3d", help="remove unreferenced files older than "
+                             "this ('off' to skip; default 3d)")
+            cmd.add_argument("--retention", action="append", default=[], metavar="[TABLE=]AGE",
+                             help="delete rows older than AGE, in TABLE or in all tables (repeatable)")
+        if name == "query":
+            cmd.add_argument("sql", help="the SQL; tables are named logs, traces, metrics_gauge, ...")
+            cmd.add_argument("--format", choices=["table", "csv", "json"], default="table")
     return parser
 
 
@@ -95,6 +116,44 @@ def serve(settings: Settings) -> int:
     return 0 if ok else 1
 
 
+def _tables(settings: Settings, only: list[str] | None = None) -> dict[str, Table]:
+    """The existing tables by name (without prefix)."""
+    from pyiceberg.exceptions import NoSuchTableError
+
+    from otlp2parquet.schemas import TABLES
+    from otlp2parquet.writer.catalogs import build_catalog
+
+    if not settings.iceberg.enabled:
+        raise ConfigError("this command reads Iceberg tables; iceberg.enabled is false")
+    catalog = build_catalog(settings)
+    found = {}
+    for name in only or list(TABLES):
+        if name not in TABLES:
+            raise ConfigError(f"unknown table {name!r}; expected one of {', '.join(TABLES)}")
+        try:
+            found[name] = catalog.load_table((settings.iceberg.namespace, settings.writer.table_prefix + name))
+        except NoSuchTableError:
+            continue
+    return found
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    from otlp2parquet.schemas import TABLES
+
+    def duration(text: str) -> dt.timedelta | None:
+        return None if text == "off" else parse_duration(text)
+
+    retention: dict[str, dt.timedelta] = {}
+    for item in args.retention:
+        table, _, age = item.rpartition("=")
+        for name in [table] if table else list(TABLES):
+            if name not in TABLES:
+                raise ConfigError(f"--retention: unknown table {name!r}")
+            retention[name] = parse_duration(age)
+    return Plan(duration(args.expire_older_than), args.keep_last, duration(args.orphans_older_than), retention,
+                args.dry_run)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -103,8 +162,30 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(to_toml(redacted(settings)))
             return 0
         setup_logging(settings)
+        if args.command == "maintain":
+            plan = _plan(args)
+            tables = _tables(settings, args.table)
+            reports = maintain(tables.get, plan, list(tables))
+            sys.stdout.write("".join(r.line() + "\n" for r in reports))
+            return 0
+        if args.command == "tables":
+            from otlp2parquet.query import render, table_summary
+
+            summaries = [table_summary(n, t) for n, t in _tables(settings).items()]
+            columns = ["table", "rows", "data_files", "bytes", "snapshots", "newest_commit"]
+            sys.stdout.write(render(columns, [tuple(s[c] for c in columns) for s in summaries], "table"))
+            return 0
+        if args.command == "query":
+            from otlp2parquet.query import render, run_query
+
+            columns, rows = run_query(_tables(settings), args.sql)
+            sys.stdout.write(render(columns, rows, args.format))
+            return 0
         return serve(settings)
     except ConfigError as exc:
+        print(f"otlp2parquet: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a bad duration or the like, from the command line
         print(f"otlp2parquet: {exc}", file=sys.stderr)
         return 2
 
