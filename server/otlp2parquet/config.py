@@ -103,6 +103,30 @@ class WalSettings(_Section):
     segment_bytes: int = Field(64 * MiB, gt=0, description="roll to a new segment file at this size")
 
 
+def _duration(value: str) -> str:
+    if value != "off" and (not value or value[-1] not in "smhd" or not value[:-1].replace(".", "", 1).isdigit()):
+        raise ValueError("expected a duration like 90s, 15m, 12h or 7d, or 'off'")
+    return value
+
+
+class MaintenanceSettings(_Section):
+    enabled: bool = Field(True, description="run table maintenance inside serve, every interval_s")
+    interval_s: float = Field(3600.0, gt=0)
+    expire_older_than: str = Field("1h", description="expire snapshots older than this ('off' to keep all)")
+    keep_last: int = Field(50, ge=1, description="always keep this many newest snapshots")
+    orphans_older_than: str = Field("3d", description="remove unreferenced files older than this ('off')")
+    retention: dict[str, str] = Field(default_factory=dict, description="table -> delete rows older than this")
+
+    _durations = field_validator("expire_older_than", "orphans_older_than")(lambda value: _duration(value))
+
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, value: dict[str, str]) -> dict[str, str]:
+        for age in value.values():
+            _duration(age)
+        return value
+
+
 class TelemetrySettings(_Section):
     enabled: bool = Field(True, description="serve /metrics, /healthz and /ready over HTTP")
     listen: str = Field("127.0.0.1:9464", description="HOST:PORT of the HTTP endpoints")
@@ -124,6 +148,7 @@ class Settings(BaseSettings):
     iceberg: IcebergSettings = IcebergSettings()
     wal: WalSettings = WalSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod

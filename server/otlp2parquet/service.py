@@ -11,12 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent import futures
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.table import Table
 from tenacity import Retrying, stop_after_delay, wait_random_exponential
 
 from otlp2parquet.buffer import Buffer
@@ -71,6 +74,10 @@ class Service:
         self.port = 0
         self._serving = True
         self._stop_health = threading.Event()
+        self._stop_maintenance = threading.Event()
+        self._maintenance = None
+        if settings.iceberg.enabled and settings.maintenance.enabled:
+            self._maintenance = threading.Thread(target=self._maintain_forever, name="maintenance", daemon=True)
         self._health_thread = threading.Thread(target=self._watch_health, name="health", daemon=True)
 
     def ready(self) -> bool:
@@ -108,6 +115,33 @@ class Service:
                 self._set_health(serving)
                 log.info("health %s", "SERVING" if serving else "NOT_SERVING",
                          extra={"buffer_bytes": self.buffer.used_bytes})
+
+    def _maintain_forever(self) -> None:
+        """Run table maintenance every interval until shutdown; a failed run is logged and tried next time."""
+        from otlp2parquet.maintenance import Plan, maintain, parse_duration
+        from otlp2parquet.schemas import TABLES
+        from otlp2parquet.writer.catalogs import build_catalog
+
+        m = self.settings.maintenance
+        plan = Plan(None if m.expire_older_than == "off" else parse_duration(m.expire_older_than), m.keep_last,
+                    None if m.orphans_older_than == "off" else parse_duration(m.orphans_older_than),
+                    {t: parse_duration(age) for t, age in m.retention.items()})
+        prefix, namespace = self.settings.writer.table_prefix, self.settings.iceberg.namespace
+
+        def loader(catalog: Catalog) -> Callable[[str], Table | None]:
+            def load(name: str) -> Table | None:
+                try:
+                    return catalog.load_table((namespace, prefix + name))
+                except NoSuchTableError:
+                    return None
+            return load
+
+        while not self._stop_maintenance.wait(m.interval_s):
+            try:
+                # A catalog of its own, so its Table objects are never the flushers'.
+                maintain(loader(build_catalog(self.settings)), plan, list(TABLES))
+            except Exception:
+                log.exception("table maintenance failed; trying again at the next interval")
 
     def _trim(self) -> None:
         if self.wal is not None:
@@ -160,6 +194,8 @@ class Service:
         self._recovered = True
         self._set_health(True)
         self.server.start()
+        if self._maintenance is not None:
+            self._maintenance.start()
         self._health_thread.start()
         log.info("serving OTLP/gRPC", extra={"listen": self.settings.server.listen, "port": self.port,
                                              "iceberg": self.settings.iceberg.enabled,
@@ -169,6 +205,7 @@ class Service:
     def stop(self) -> bool:
         """Drain and stop. True when every flush was written (and committed, in Iceberg mode)."""
         log.info("shutting down: refusing new exports, draining")
+        self._stop_maintenance.set()
         self.receiver.shutting_down = True
         self._set_health(False)
         self.server.stop(self.settings.server.grace_s).wait()
