@@ -63,7 +63,8 @@ def test_default_render_is_a_native_sidecar_next_to_the_collector() -> None:
     assert (init["name"], init["restartPolicy"]) == ("otlp2parquet", "Always")
     assert init["startupProbe"]["grpc"] == {"port": 4319, "service": ""}
     assert init["readinessProbe"]["grpc"] == {"port": 4319, "service": ""}
-    assert init["livenessProbe"] == {"tcpSocket": {"port": 4319}, "periodSeconds": 10, "failureThreshold": 6}
+    assert init["livenessProbe"] == {"httpGet": {"path": "/healthz", "port": "sidecar-metrics"},
+                                     "periodSeconds": 10, "failureThreshold": 6}
     assert [c["name"] for c in pod["containers"]] == ["collector"]
     assert init["securityContext"] == {
         "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "readOnlyRootFilesystem": True,
@@ -103,7 +104,9 @@ def test_the_collector_points_at_the_sidecar_and_the_sidecar_config_loads(tmp_pa
     assert settings.server.listen == "0.0.0.0:4320"  # the kubelet's gRPC probes reach the pod IP
     assert (settings.buffer.max_age_s, settings.buffer.max_bytes, settings.buffer.max_rows) == (10, 64 * 2**20, 10**6)
     assert (settings.writer.base_path, settings.wal_dir()) == ("/data", pathlib.Path("/data/wal"))
-    assert sidecar(m)["ports"] == [{"name": "sidecar-grpc", "containerPort": 4320, "protocol": "TCP"}]
+    assert settings.telemetry.listen == "0.0.0.0:9464"
+    assert sidecar(m)["ports"] == [{"name": "sidecar-grpc", "containerPort": 4320, "protocol": "TCP"},
+                                   {"name": "sidecar-metrics", "containerPort": 9464, "protocol": "TCP"}]
     assert m["Service/t-otlp2parquet-sidecar"]["spec"]["ports"][0]["port"] == 4320
 
 
@@ -145,7 +148,15 @@ def test_daemonset_has_no_replicas_or_pdb() -> None:
     assert "replicas" not in workload(m)["spec"] and "PodDisruptionBudget" not in m
 
 
+def test_service_monitor_scrapes_the_sidecar_metrics_port() -> None:
+    m = render("serviceMonitor.enabled=true")
+    (endpoint,) = m["ServiceMonitor"]["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("sidecar-metrics", "/metrics")
+    assert "ServiceMonitor" not in render()
+
+
 @pytest.mark.parametrize(("setting", "message"), [
+    ("sidecar.metricsPort=4319", "sidecar.metricsPort collides"),
     ("sidecar.port=4317", "/sidecar/port"),
     ("sidecar.port=13133", "/sidecar/port"),
     ("collector.exporterCompression=zstd", "exporterCompression"),

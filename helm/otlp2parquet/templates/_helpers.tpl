@@ -40,6 +40,8 @@ app.kubernetes.io/part-of: opentelemetry-collector
 {{- $server := merge (dict "listen" (printf "0.0.0.0:%d" (int .Values.sidecar.port)) "reflection" true) (get $config "server" | default dict) -}}
 {{- $writer := merge (dict "base_path" "/data") (get $config "writer" | default dict) -}}
 {{- $wal := merge (dict "dir" "/data/wal") (get $config "wal" | default dict) -}}
+{{- $telemetry := merge (dict "listen" (printf "0.0.0.0:%d" (int .Values.sidecar.metricsPort))) (get $config "telemetry" | default dict) -}}
+{{- $_ := set $config "telemetry" $telemetry -}}
 {{- $_ := set $config "server" $server -}}
 {{- $_ := set $config "writer" $writer -}}
 {{- $_ := set $config "wal" $wal -}}

@@ -6,6 +6,7 @@ imagePullPolicy: {{ .Values.sidecar.image.pullPolicy }}
 args: ["serve", "--config", "/conf/otlp2parquet/otlp2parquet.toml"]
 ports:
   - {name: sidecar-grpc, containerPort: {{ .Values.sidecar.port }}, protocol: TCP}
+  - {name: sidecar-metrics, containerPort: {{ .Values.sidecar.metricsPort }}, protocol: TCP}
 env:
   # The pod name is the writer id: stable for a StatefulSet, unique per sidecar sharing a catalog.
   - name: OTLP2PARQUET_WRITER__WRITER_ID
@@ -28,7 +29,7 @@ readinessProbe:
   periodSeconds: {{ .Values.sidecar.probes.readiness.periodSeconds }}
   failureThreshold: {{ .Values.sidecar.probes.readiness.failureThreshold }}
 livenessProbe:
-  tcpSocket: {port: {{ .Values.sidecar.port }}}
+  httpGet: {path: /healthz, port: sidecar-metrics}
   periodSeconds: {{ .Values.sidecar.probes.liveness.periodSeconds }}
   failureThreshold: {{ .Values.sidecar.probes.liveness.failureThreshold }}
 resources:
