@@ -18,6 +18,7 @@ from otlp2parquet.errors import TransientWriteError
 from otlp2parquet.maintenance import (
     Plan,
     apply_retention,
+    compact,
     ensure_metadata_cleanup,
     expire_snapshots,
     maintain,
@@ -133,3 +134,63 @@ def test_orphan_files_older_than_the_horizon_are_removed(tmp_path: pathlib.Path)
 
 def test_maintain_skips_tables_that_do_not_exist_yet(tmp_path: pathlib.Path) -> None:
     assert maintain(lambda name: None, Plan(), ["traces", "logs"]) == []
+
+
+def _old_day_flushes(settings: Settings, catalog: SqlCatalog, count: int) -> list[str]:
+    writer = IcebergWriter("traces", catalog, settings, "a")
+    ids: list[str] = []
+    for i in range(count):  # the workload's spans all fall on 2026-01-01
+        batch = _spans(100 + i, 30)
+        writer.write(drained("traces", [batch], first_lsn=i + 1), f"small-{i}")
+        ids += batch.column("SpanId").to_pylist()
+    return ids
+
+
+def _data_files(catalog: SqlCatalog) -> list[str]:
+    return catalog.load_table("otel.traces").inspect.files().column("file_path").to_pylist()
+
+
+def test_compaction_merges_the_small_files_of_a_cold_partition(tmp_path: pathlib.Path) -> None:
+    settings = _settings(tmp_path)
+    catalog = _catalog(settings)
+    ids = _old_day_flushes(settings, catalog, 5)
+    assert len(_data_files(catalog)) == 5
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)  # nothing added "recently" any more
+    table = catalog.load_table("otel.traces")
+    hot = compact(table, "traces", settings, dt.timedelta(days=2), 128 * 2**20, dry_run=False)
+    assert hot.files == 0, "files were just added: the partition may still receive data"
+    dry = compact(table, "traces", settings, dt.timedelta(days=2), 128 * 2**20, dry_run=True, now=later)
+    assert (dry.files, dry.rows) == (5, 150) and len(_data_files(catalog)) == 5
+    done = compact(table, "traces", settings, dt.timedelta(days=2), 128 * 2**20, dry_run=False, now=later)
+    assert done.files == 5
+    (merged,) = _data_files(catalog)
+    assert _rows(catalog) == sorted(ids)
+    rows = pa.parquet.read_table(merged.removeprefix("file://"))
+    keys = list(zip(rows.column("ServiceName").to_pylist(), rows.column("Timestamp").to_pylist(), strict=True))
+    assert keys == sorted(keys)
+
+
+def test_compaction_keeps_a_file_appended_while_it_runs(tmp_path: pathlib.Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import otlp2parquet.writer.iceberg as iceberg
+
+    settings = _settings(tmp_path)
+    catalog = _catalog(settings)
+    ids = _old_day_flushes(settings, catalog, 3)
+    late = _spans(999, 10)
+    real_write = iceberg.write_data_files
+
+    appended: list[bool] = []
+
+    def write_then_a_sidecar_appends(*args: Any, **kwargs: Any) -> Any:
+        files = real_write(*args, **kwargs)
+        if not appended:  # once, between compaction's read and its commit (the sidecar's own write comes here too)
+            appended.append(True)
+            IcebergWriter("traces", _catalog(settings), settings, "b").write(drained("traces", [late], 50), "late")
+        return files
+
+    monkeypatch.setattr(iceberg, "write_data_files", write_then_a_sidecar_appends)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
+    compact(catalog.load_table("otel.traces"), "traces", settings, dt.timedelta(days=2), 128 * 2**20, False, later)
+    assert _rows(catalog) == sorted(ids + late.column("SpanId").to_pylist())
+    assert len(_data_files(catalog)) == 2, "the three small files merged, the late one kept"

@@ -84,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
                              "this ('off' to skip; default 3d)")
             cmd.add_argument("--retention", action="append", default=[], metavar="[TABLE=]AGE",
                              help="delete rows older than AGE, in TABLE or in all tables (repeatable)")
+            cmd.add_argument("--compact-after", default="2d", help="compact small files of partitions older than "
+                             "this that received nothing for as long ('off' to skip; default 2d)")
+            cmd.add_argument("--target-file-bytes", type=int, default=128 * 1024 * 1024,
+                             help="compaction's target data file size (default 128 MiB)")
         if name == "query":
             cmd.add_argument("sql", help="the SQL; tables are named logs, traces, metrics_gauge, ...")
             cmd.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -151,7 +155,7 @@ def _plan(args: argparse.Namespace) -> Plan:
                 raise ConfigError(f"--retention: unknown table {name!r}")
             retention[name] = parse_duration(age)
     return Plan(duration(args.expire_older_than), args.keep_last, duration(args.orphans_older_than), retention,
-                args.dry_run)
+                args.dry_run, duration(args.compact_after), args.target_file_bytes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "maintain":
             plan = _plan(args)
             tables = _tables(settings, args.table)
-            reports = maintain(tables.get, plan, list(tables))
+            reports = maintain(tables.get, plan, list(tables), settings)
             sys.stdout.write("".join(r.line() + "\n" for r in reports))
             return 0
         if args.command == "tables":

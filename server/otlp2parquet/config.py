@@ -116,8 +116,11 @@ class MaintenanceSettings(_Section):
     keep_last: int = Field(50, ge=1, description="always keep this many newest snapshots")
     orphans_older_than: str = Field("3d", description="remove unreferenced files older than this ('off')")
     retention: dict[str, str] = Field(default_factory=dict, description="table -> delete rows older than this")
+    compact_after: str = Field("2d", description="compact partitions older than this, idle for as long ('off')")
+    target_file_bytes: int = Field(128 * MiB, gt=0, description="compaction's target data file size")
 
-    _durations = field_validator("expire_older_than", "orphans_older_than")(lambda value: _duration(value))
+    _durations = field_validator("expire_older_than", "orphans_older_than", "compact_after")(
+        lambda value: _duration(value))
 
     @field_validator("retention")
     @classmethod

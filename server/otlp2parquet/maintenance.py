@@ -7,6 +7,9 @@
 - Retention: delete rows older than an age (whole files are dropped; the boundary day is rewritten).
 - Orphan files: data and metadata files no remaining snapshot references, older than a safety horizon (younger
   ones may belong to a flush that is committing right now).
+- Compaction: in cold partitions (old event days that received no file recently), small files are merged into
+  files near a target size, sorted, and swapped in one snapshot that deletes exactly those files: a file a
+  sidecar appends meanwhile is never touched.
 
 Every step is retried on commit conflicts (a sidecar committing in between), has a dry run, and reports what it
 did or would do. Append latency grows with retained snapshots, so expiry is what keeps it flat.
@@ -17,17 +20,21 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import urllib.parse
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import LessThan
-from pyiceberg.manifest import ManifestEntryStatus
+from pyiceberg.manifest import DataFile, ManifestEntryStatus
 from pyiceberg.table import Table
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from otlp2parquet.schemas import table_properties
+from otlp2parquet.config import Settings
+from otlp2parquet.schemas import TABLES, arrow_schema, table_properties
 from otlp2parquet.writer.iceberg import WRITER_ID
 
 log = logging.getLogger(__name__)
@@ -173,6 +180,72 @@ def remove_orphan_files(table: Table, older_than: dt.timedelta, dry_run: bool,
     return report
 
 
+def _partition_files(table: Table) -> dict[tuple, list[tuple[DataFile, int]]]:
+    """Live data files of the current snapshot by partition, with the time (ms) each was added."""
+    snapshot = table.current_snapshot()
+    if snapshot is None:
+        return {}
+    added_at = {s.snapshot_id: s.timestamp_ms for s in table.snapshots()}
+    partitions: dict[tuple, list[tuple[DataFile, int]]] = {}
+    for manifest in snapshot.manifests(table.io):
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+            key = tuple(entry.data_file.partition)
+            when = added_at.get(entry.snapshot_id or 0, 0)
+            partitions.setdefault(key, []).append((entry.data_file, when))
+    return partitions
+
+
+def compact(table: Table, table_name: str, settings: Settings, cold_after: dt.timedelta, target_bytes: int,
+            dry_run: bool, now: dt.datetime | None = None) -> StepReport:
+    """Merge the small files of cold partitions (day < now - cold_after, no file added within cold_after)."""
+    from otlp2parquet.writer.files import merge_sorted
+    from otlp2parquet.writer.iceberg import write_data_files
+
+    report = StepReport(table.name()[-1], "compaction", dry_run)
+    now = now or dt.datetime.now(dt.UTC)
+    cold_day = (now - cold_after).date()
+    cold_ms = int((now - cold_after).timestamp() * 1000)
+    spec = TABLES[table_name]
+    arrow = arrow_schema(table_name)
+    table.refresh()
+    for partition, files in _partition_files(table).items():
+        day = dt.date(1970, 1, 1) + dt.timedelta(days=partition[0])
+        small = [f for f, _ in files if f.file_size_in_bytes < target_bytes // 2]
+        if day >= cold_day or len(small) < 2 or any(added >= cold_ms for _, added in files):
+            continue
+        report.files += len(small)
+        report.bytes += sum(f.file_size_in_bytes for f in small)
+        report.rows += sum(f.record_count for f in small)
+        report.details.append(f"{day}: {len(small)} files")
+        if dry_run:
+            continue
+        tables = []
+        for f in small:
+            with table.io.new_input(f.file_path).open() as stream:
+                tables.append(pq.read_table(stream).cast(arrow))
+        merged = merge_sorted(spec, pa.concat_tables(tables).to_batches())
+        bytes_per_row = max(1.0, sum(f.file_size_in_bytes for f in small) / max(1, merged.num_rows))
+        rows_per_file = max(1, int(target_bytes / bytes_per_row))
+        new_files = write_data_files(table, table_name, merged, f"compacted-{uuid.uuid4().hex}", settings,
+                                     rows_per_file)
+        for attempt in _retrying():
+            with attempt:
+                table.refresh()
+                live = {f.file_path for fs in _partition_files(table).values() for f, _ in fs}
+                if not all(f.file_path in live for f in small):
+                    log.warning("files changed under compaction; leaving the partition", extra={"day": str(day)})
+                    break
+                transaction = table.transaction()
+                with transaction.update_snapshot(
+                        snapshot_properties={"otlp2parquet.maintenance": "compaction"}).overwrite() as rewrite:
+                    for f in small:
+                        rewrite.delete_data_file(f)
+                    for f in new_files:
+                        rewrite.append_data_file(f)
+                transaction.commit_transaction()
+    return report
+
+
 @dataclass(frozen=True)
 class Plan:
     """What one `maintain` run does."""
@@ -182,12 +255,16 @@ class Plan:
     orphans_older_than: dt.timedelta | None = dt.timedelta(days=3)
     retention: dict[str, dt.timedelta] = field(default_factory=dict)  # table (without prefix) -> max age
     dry_run: bool = False
+    compact_after: dt.timedelta | None = dt.timedelta(days=2)
+    target_file_bytes: int = 128 * 1024 * 1024
 
 
-def maintain(load_table: Callable[[str], Table | None], plan: Plan, tables: list[str]) -> list[StepReport]:
-    """Run the plan over `tables` (names without prefix); a table that does not exist yet is skipped."""
-    from otlp2parquet.schemas import TABLES
+def maintain(load_table: Callable[[str], Table | None], plan: Plan, tables: list[str],
+             settings: Settings | None = None) -> list[StepReport]:
+    """Run the plan over `tables` (names without prefix); a table that does not exist yet is skipped.
 
+    Compaction writes files, so it needs `settings` (compression, partitioning); without them it is skipped.
+    """
     reports: list[StepReport] = []
     for name in tables:
         table = load_table(name)
@@ -197,6 +274,9 @@ def maintain(load_table: Callable[[str], Table | None], plan: Plan, tables: list
         if name in plan.retention:
             steps.append(lambda t=table, n=name: apply_retention(t, TABLES[n].time_column, plan.retention[n],
                                                                  plan.dry_run))
+        if plan.compact_after is not None and settings is not None:
+            steps.append(lambda t=table, n=name: compact(t, n, settings, plan.compact_after, plan.target_file_bytes,
+                                                         plan.dry_run))
         if plan.expire_older_than is not None:
             steps.append(lambda t=table: expire_snapshots(t, plan.expire_older_than, plan.keep_last, plan.dry_run))
         if plan.orphans_older_than is not None:

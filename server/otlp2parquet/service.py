@@ -8,6 +8,7 @@ buffer, close the writers and the WAL.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -123,9 +124,12 @@ class Service:
         from otlp2parquet.writer.catalogs import build_catalog
 
         m = self.settings.maintenance
-        plan = Plan(None if m.expire_older_than == "off" else parse_duration(m.expire_older_than), m.keep_last,
-                    None if m.orphans_older_than == "off" else parse_duration(m.orphans_older_than),
-                    {t: parse_duration(age) for t, age in m.retention.items()})
+        def duration(text: str) -> dt.timedelta | None:
+            return None if text == "off" else parse_duration(text)
+
+        plan = Plan(duration(m.expire_older_than), m.keep_last, duration(m.orphans_older_than),
+                    {t: parse_duration(age) for t, age in m.retention.items()}, False, duration(m.compact_after),
+                    m.target_file_bytes)
         prefix, namespace = self.settings.writer.table_prefix, self.settings.iceberg.namespace
 
         def loader(catalog: Catalog) -> Callable[[str], Table | None]:
@@ -139,7 +143,7 @@ class Service:
         while not self._stop_maintenance.wait(m.interval_s):
             try:
                 # A catalog of its own, so its Table objects are never the flushers'.
-                maintain(loader(build_catalog(self.settings)), plan, list(TABLES))
+                maintain(loader(build_catalog(self.settings)), plan, list(TABLES), self.settings)
             except Exception:
                 log.exception("table maintenance failed; trying again at the next interval")
 

@@ -70,6 +70,31 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
 TRANSIENT = _transient_errors()
 
 
+def _file_path(table: Table, time_column: str, day: int, service: str | None, name: str) -> str:
+    date = dt.date(1970, 1, 1) + dt.timedelta(days=day)
+    partition = f"{time_column}_day={date.isoformat()}"
+    if service is not None:
+        partition += "/ServiceName=" + urllib.parse.quote(service, safe="")
+    return f"{table.location()}/data/{partition}/{name}.parquet"
+
+
+def write_data_files(table: Table, table_name: str, data: pa.Table, name_prefix: str, settings: Settings,
+                     rows_per_file: int | None = None) -> list[DataFile]:
+    """Write `data` (already sorted) as zstd Parquet files with field IDs, one or more per partition."""
+    spec = TABLES[table_name]
+    schema = arrow_schema_with_ids(table_name)
+    files = []
+    groups = split(data, spec.time_column, MICROS_PER_DAY, settings.iceberg.partition_by_service)
+    for day, service, rows in groups:
+        step = rows_per_file or rows.num_rows
+        for offset in range(0, rows.num_rows, step):
+            path = _file_path(table, spec.time_column, day, service, f"{name_prefix}-{len(files):05d}")
+            with table.io.new_output(path).create(overwrite=True) as out:
+                out.write(encode(rows.slice(offset, step), settings.writer, schema))
+            files.append(parquet_file_to_data_file(table.io, table.metadata, path))
+    return files
+
+
 class IcebergWriter:
     def __init__(self, table: str, catalog: Catalog, settings: Settings, writer_id: str,
                  telemetry: Telemetry | None = None) -> None:
@@ -95,24 +120,6 @@ class IcebergWriter:
                 properties=table_properties(),
             )
         return self._table
-
-    def _file_path(self, table: Table, day: int, service: str | None, flush_id: str, n: int) -> str:
-        date = dt.date(1970, 1, 1) + dt.timedelta(days=day)
-        partition = f"{self.spec.time_column}_day={date.isoformat()}"
-        if service is not None:
-            partition += "/ServiceName=" + urllib.parse.quote(service, safe="")
-        return f"{table.location()}/data/{partition}/{flush_id}-{n:05d}.parquet"
-
-    def _write_files(self, table: Table, data: pa.Table, flush_id: str) -> list[DataFile]:
-        schema = arrow_schema_with_ids(self.spec.name)
-        files = []
-        groups = split(data, self.spec.time_column, MICROS_PER_DAY, self.settings.iceberg.partition_by_service)
-        for n, (day, service, rows) in enumerate(groups):
-            path = self._file_path(table, day, service, flush_id, n)
-            with table.io.new_output(path).create(overwrite=True) as out:
-                out.write(encode(rows, self.settings.writer, schema))
-            files.append(parquet_file_to_data_file(table.io, table.metadata, path))
-        return files
 
     def committed_lsn(self) -> int:
         """The highest WAL watermark in this writer's snapshots, read fresh from the catalog."""
@@ -187,7 +194,7 @@ class IcebergWriter:
         data = merge_sorted(self.spec, batches)
         paths: list[str] = []
         try:
-            files = self._write_files(self.table(), data, flush_id)
+            files = write_data_files(self.table(), self.spec.name, data, flush_id, self.settings)
             paths = [f.file_path for f in files]
             snapshot_id = self._commit(files, flush_id, drained.watermark)
         except Exception as exc:  # the rows go back to the buffer; data files already written are named
