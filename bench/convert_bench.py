@@ -9,21 +9,17 @@ Each figure is the best of several timed rounds: this machine is a shared VM and
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import pathlib
-import platform
 import sys
 import time
 from collections.abc import Callable
 
 from bench.baseline_walk import walk_traces
+from bench.results import append
 from bench.workload import requests
 from otlp2parquet.convert import CONVERTERS
 
 TARGETS = {"traces": 150_000, "logs": 250_000, "metrics": 250_000}
 UNITS = {"traces": "spans", "logs": "log records", "metrics": "data points"}
-RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 
 
 def rate(convert: Callable[[bytes], object], payloads: list[bytes], items: int, seconds: float) -> tuple[float, float]:
@@ -38,16 +34,6 @@ def rate(convert: Callable[[bytes], object], payloads: list[bytes], items: int, 
         rounds.append(items * len(payloads) / (time.process_time() - start))
     rounds.sort()
     return rounds[-1], rounds[len(rounds) // 2]
-
-
-def cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run(seconds: float) -> list[str]:
@@ -75,14 +61,9 @@ def main() -> None:
     args = parser.parse_args()
     lines = run(args.seconds)
     if args.write_results:
-        command = "python -m bench.convert_bench " + " ".join(sys.argv[1:])
-        header = (f"\n## Conversion, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC\n\n"
-                  f"- command: `{command.strip()}`\n- machine: {os.cpu_count()} cores, {cpu_model()}, "
-                  f"Python {platform.python_version()}\n- measure: process CPU time of one process converting "
-                  f"pre-serialized requests from `bench/workload.py` (seed 1)\n\n")
-        with RESULTS.open("a") as out:
-            out.write(header + "\n".join(lines) + "\n")
-
+        append("Conversion", "python -m bench.convert_bench " + " ".join(sys.argv[1:]),
+               "process CPU time of one process converting pre-serialized requests from bench/workload.py (seed 1)",
+               lines)
 
 if __name__ == "__main__":
     main()

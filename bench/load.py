@@ -11,11 +11,9 @@ export latency p50/p99; every status code seen.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import multiprocessing as mp
 import os
 import pathlib
-import platform
 import signal
 import socket
 import statistics
@@ -29,7 +27,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from bench.convert_bench import RESULTS, cpu_model
+from bench.results import append
 from bench.workload import requests
 
 METHODS = {"traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
@@ -201,13 +199,8 @@ def main() -> None:
     if args.write_results:
         command = "python -m bench.load " + " ".join(
             f"'{a}'" if " " in a else a for a in sys.argv[1:] if a != "--write-results")
-        with RESULTS.open("a") as out:
-            out.write(f"\n## Load ({args.signal}, {args.items} items a request), "
-                      f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC\n\n- command: `{command}`\n"
-                      f"- machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}; the "
-                      f"load generator ({args.processes} processes x {args.threads} threads) shares the machine\n\n"
-                      + "\n".join(lines) + "\n")
-
+        append(f"Load ({args.signal}, {args.items} items a request)", command,
+               f"the load generator ({args.processes} processes x {args.threads} threads) shares the machine", lines)
 
 if __name__ == "__main__":
     main()

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import pathlib
-import platform
 import statistics
 import tempfile
 import time
 
-from bench.convert_bench import RESULTS, cpu_model
+from bench.results import append
 from bench.workload import requests
 from otlp2parquet.buffer import Drained
 from otlp2parquet.config import load_settings
@@ -61,12 +59,9 @@ def main() -> None:
                      f"{last * 1000:.0f} ms | {kept} |")
         print(lines[-1], flush=True)
     if args.write_results:
-        with RESULTS.open("a") as out:
-            out.write(f"\n## Append latency and snapshot expiry, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC\n\n"
-                      f"- command: `python -m bench.maintenance_bench --commits {args.commits} --rows {args.rows}`\n"
-                      f"- machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}; "
-                      f"embedded SQLite catalog, one {args.rows}-span flush per commit\n\n" + "\n".join(lines) + "\n")
-
+        append("Append latency and snapshot expiry",
+               f"python -m bench.maintenance_bench --commits {args.commits} --rows {args.rows}",
+               f"embedded SQLite catalog, one {args.rows}-span flush per commit", lines)
 
 if __name__ == "__main__":
     main()

@@ -9,18 +9,16 @@ and reads the replay duration and the rows it committed from the log and the tab
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import pathlib
-import platform
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 
-from bench.convert_bench import RESULTS, cpu_model
+from bench.results import append
 from bench.workload import requests
 from otlp2parquet.config import WalSettings
 from otlp2parquet.wal import WriteAheadLog
@@ -67,13 +65,9 @@ def main() -> None:
             f"{r['seconds']:.1f} s | {r['rows_per_s']:,.0f} spans/s |")
     print(line)
     if args.write_results:
-        with RESULTS.open("a") as out:
-            out.write(f"\n## WAL replay at start, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC\n\n"
-                      f"- command: `python -m bench.replay_bench --requests {args.requests} --items {args.items}`\n"
-                      f"- machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}; "
-                      f"default buffer settings, embedded SQLite catalog\n\n"
-                      f"| WAL | replay time | rate |\n|---|---|---|\n{line}\n")
-
+        append("WAL replay at start", f"python -m bench.replay_bench --requests {args.requests} --items {args.items}",
+               "default buffer settings, embedded SQLite catalog",
+               ["| WAL | replay time | rate |", "|---|---|---|", line])
 
 if __name__ == "__main__":
     main()

@@ -11,6 +11,7 @@ from otlp2parquet.buffer import Buffer, Drained
 from otlp2parquet.config import BufferSettings
 from otlp2parquet.flush import Flusher
 from otlp2parquet.writer import WriteResult
+from tests.waiting import wait_for
 
 
 class RecordingWriter:
@@ -46,20 +47,11 @@ def _flusher(**limits: float) -> tuple[Buffer, Flusher, list[tuple[str, int, flo
     return buffer, flusher, log, fail
 
 
-def _wait_for(predicate: object, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.01)
-    return False
-
-
 def test_age_timer_fires_without_new_traffic() -> None:
     buffer, flusher, log, _ = _flusher(max_age_s=0.3)
     offered = time.monotonic()
     buffer.offer({"logs": _batch(5)})
-    assert _wait_for(lambda: log)
+    assert wait_for(lambda: log)
     (table, rows, at), = log
     assert (table, rows) == ("logs", 5)
     assert 0.25 <= at - offered < 2.0
@@ -70,7 +62,7 @@ def test_age_timer_fires_without_new_traffic() -> None:
 def test_rows_trigger_flushes_at_once() -> None:
     buffer, flusher, log, _ = _flusher(max_rows=100, max_age_s=60)
     buffer.offer({"traces": _batch(100)})
-    assert _wait_for(lambda: log)
+    assert wait_for(lambda: log)
     assert log[0][:2] == ("traces", 100)
     assert flusher.close()
 
@@ -79,11 +71,11 @@ def test_a_failed_flush_keeps_its_rows_and_memory_and_retries_them() -> None:
     buffer, flusher, log, fail = _flusher(max_rows=10, max_age_s=60)
     fail.set()
     buffer.offer({"logs": _batch(10)})
-    assert _wait_for(lambda: flusher.stats["logs"].failures == 1)
-    assert _wait_for(lambda: buffer.stats().get("logs") == (10, 80)), "the rows are back in the buffer"
+    assert wait_for(lambda: flusher.stats["logs"].failures == 1)
+    assert wait_for(lambda: buffer.stats().get("logs") == (10, 80)), "the rows are back in the buffer"
     assert buffer.used_bytes == 80, "and still count against the budget (back-pressure)"
     fail.clear()
-    assert _wait_for(lambda: log, timeout=10)
+    assert wait_for(lambda: log, timeout=10)
     assert [(t, r) for t, r, _ in log] == [("logs", 10)]
     assert buffer.used_bytes == 0
     assert flusher.close()

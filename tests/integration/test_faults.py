@@ -19,6 +19,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from bench.workload import traces_request
 from tests.integration.server import ServerProcess
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 TRACE_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -128,19 +129,10 @@ def test_a_locked_catalog_means_back_pressure_then_recovery(start_server: Callab
     assert grpc.StatusCode.UNAVAILABLE in sender.refused, "a full buffer must push back on the client"
     assert set(sender.refused) == {grpc.StatusCode.UNAVAILABLE}
     for _ in range(5):  # and it accepts again once the catalog is back
-        assert _eventually(lambda: sender.send(server, *sender.next()))
+        assert wait_for(lambda: sender.send(server, *sender.next()), timeout=60, interval=0.2)
     assert server.stop() == 0, server.log()
     assert "database is locked" in server.log()
     assert_exactly_once(server, sender.acked)
-
-
-def _eventually(attempt: Callable[[], bool], timeout: float = 60) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if attempt():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 @pytest.fixture
@@ -177,7 +169,7 @@ def test_a_full_spool_disk_answers_unavailable_and_recovers(start_server: Callab
     assert grpc.StatusCode.UNAVAILABLE in sender.refused
     assert "the WAL cannot be written" in server.log()
     ballast.unlink()  # space returns
-    assert _eventually(lambda: sender.send(server, *sender.next()))
+    assert wait_for(lambda: sender.send(server, *sender.next()), timeout=60, interval=0.2)
     server.kill()  # and what was acknowledged is durable: a restart replays it
     again = start_server(base=server.base, env=env)
     assert again.stop() == 0, again.log()

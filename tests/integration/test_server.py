@@ -15,6 +15,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from bench.workload import requests
 from tests.integration.server import ServerProcess
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 TRACE_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -34,15 +35,6 @@ def rows_committed(server: ServerProcess, table: str) -> int:
     except Exception:  # the table does not exist yet
         return 0
     return int(snapshot.summary.get("total-records", 0)) if snapshot else 0
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_rows_limit_flushes_while_serving(start_server: Callable[..., ServerProcess]) -> None:

@@ -1,0 +1,27 @@
+"""Appending a measured table to bench/RESULTS.md, always with the command and the machine that produced it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pathlib
+import platform
+
+RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
+
+
+def cpu_model() -> str:
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def append(title: str, command: str, setup: str, table: list[str]) -> None:
+    machine = f"{os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}"
+    with RESULTS.open("a") as out:
+        out.write(f"\n## {title}, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC\n\n- command: `{command}`\n"
+                  f"- machine: {machine}\n- setup: {setup}\n\n" + "\n".join(table) + "\n")
