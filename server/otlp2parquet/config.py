@@ -8,6 +8,7 @@ so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import socket
@@ -33,6 +34,14 @@ FLAT_ENV: dict[str, tuple[str, str]] = {
     "NAMESPACE": ("iceberg", "namespace"),
     "WARN_ON_CATALOG_FAILURE": ("iceberg", "warn_on_catalog_failure"),
     "CATALOG_URI": ("iceberg", "catalog_uri"),
+    "S3_TABLES_ARN": ("iceberg", "s3_tables_arn"),
+    "R2_ACCOUNT_ID": ("iceberg", "r2_account_id"),
+    "R2_BUCKET_NAME": ("iceberg", "r2_bucket_name"),
+    "R2_API_TOKEN": ("iceberg", "r2_api_token"),
+    "REST_TOKEN": ("iceberg", "rest_token"),
+    "REST_CREDENTIAL": ("iceberg", "rest_credential"),
+    "S3_ACCESS_KEY_ID": ("iceberg", "s3_access_key_id"),
+    "S3_SECRET_ACCESS_KEY": ("iceberg", "s3_secret_access_key"),
     "WAREHOUSE": ("iceberg", "warehouse"),
     "WAL_DIR": ("wal", "dir"),
     "WAL_FSYNC": ("wal", "fsync"),
@@ -40,7 +49,10 @@ FLAT_ENV: dict[str, tuple[str, str]] = {
     "LOG_FORMAT": ("logging", "format"),
     "LOG_LEVEL": ("logging", "level"),
 }
-SECRET_WORDS = ("token", "secret", "password", "credential", "key-id", "access-key")
+SECRET_WORDS = ("token", "secret", "password", "credential", "key-id", "access-key", "key_id", "access_key")
+# Secrets may come only from the environment (or a Kubernetes Secret mapped into it), never from the TOML file.
+ENV_ONLY = {("iceberg", "r2_api_token"), ("iceberg", "rest_token"), ("iceberg", "rest_credential"),
+            ("iceberg", "s3_access_key_id"), ("iceberg", "s3_secret_access_key")}
 
 
 def _host_port(value: str) -> str:
@@ -89,6 +101,27 @@ class IcebergSettings(_Section):
     catalog_uri: str | None = Field(None, description="default: sqlite:///<base_path>/catalog.db")
     warehouse: str | None = Field(None, description="default: <base_path>/warehouse")
     catalog_properties: dict[str, str] = Field(default_factory=dict, description="extra pyiceberg properties")
+    # AWS S3 Tables: the table bucket's ARN (region, account and bucket come from it); SigV4, AWS credential chain.
+    s3_tables_arn: str | None = None
+    # Cloudflare R2 Data Catalog: account and bucket; the token only from OTLP2PARQUET_R2_API_TOKEN.
+    r2_account_id: str | None = None
+    r2_bucket_name: str | None = None
+    r2_api_token: str | None = Field(None, description="secret: environment only")
+    # A generic Iceberg REST catalog (uri above): bearer token or OAuth2 client credentials, headers, CA bundle.
+    rest_token: str | None = Field(None, description="secret: environment only")
+    rest_credential: str | None = Field(None, description="OAuth2 'client_id:client_secret'; environment only")
+    rest_oauth2_server_uri: str | None = None
+    rest_scope: str | None = None
+    rest_headers: dict[str, str] = Field(default_factory=dict)
+    rest_ca_bundle: str | None = None
+    # AWS Glue Data Catalog.
+    glue_region: str | None = None
+    # Storage (warehouse and plain Parquet): S3-compatible endpoint override, region, path-style, static keys.
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_path_style: bool = False
+    s3_access_key_id: str | None = Field(None, description="secret: environment only")
+    s3_secret_access_key: str | None = Field(None, description="secret: environment only")
     warn_on_catalog_failure: bool = Field(False, description="log a failed commit as a warning, not an error")
     partition_by_service: bool = Field(False, description="add identity(ServiceName) to the partition spec")
     commit_max_attempts: int = Field(6, gt=0)
@@ -182,8 +215,8 @@ class Settings(BaseSettings):
         return (pathlib.Path(self.writer.base_path).resolve() / "warehouse").as_uri()
 
 
-def _env_layer(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    layer: dict[str, dict[str, str]] = {}
+def _env_layer(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    layer: dict[str, dict[str, Any]] = {}
     sections = set(Settings.model_fields)
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
@@ -195,6 +228,11 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
             section, key = (part.lower() for part in rest.split("__", 1))
         else:
             raise ConfigError(f"unknown environment variable {name}")
+        if value.lstrip().startswith("{"):  # a table (e.g. rest_headers) as a JSON object
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{name}: not a JSON object ({exc.msg})") from None
         layer.setdefault(section, {})[key] = value
     return layer
 
@@ -213,7 +251,8 @@ def _describe(error: ValidationError) -> str:
     problems = []
     for e in error.errors():
         key = ".".join(str(p) for p in e["loc"])
-        given = f" (got {e['input']!r})" if e["type"] != "extra_forbidden" and "input" in e else ""
+        shown = e["type"] != "extra_forbidden" and "input" in e and not _is_secret(key)
+        given = f" (got {e['input']!r})" if shown else ""
         text = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
         problems.append(f"{key}: {text}{given}")
     return "invalid configuration: " + "; ".join(problems)
@@ -229,6 +268,10 @@ def load_settings(config_file: str | os.PathLike[str] | None = None,
             data = tomllib.loads(pathlib.Path(config_file).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
+        for section, key in ENV_ONLY:
+            if key in data.get(section, {}):
+                raise ConfigError(f"{section}.{key} is a secret: set OTLP2PARQUET_{key.upper()} in the environment, "
+                                  "not in the config file")
     data = _merge(data, _env_layer(os.environ if environ is None else environ))
     data = _merge(data, overrides or {})
     try:
@@ -256,6 +299,11 @@ def redacted(settings: Settings) -> dict[str, dict[str, Any]]:
     data["iceberg"]["warehouse"] = settings.warehouse()
     data["iceberg"]["catalog_properties"] = {
         k: "***" if _is_secret(k) else v for k, v in settings.iceberg.catalog_properties.items()}
+    data["iceberg"]["rest_headers"] = {k: "***" if _is_secret(k) or k.lower() == "authorization" else v
+                                       for k, v in settings.iceberg.rest_headers.items()}
+    for section, key in ENV_ONLY:
+        if data[section][key] is not None:
+            data[section][key] = "***"
     return data
 
 
