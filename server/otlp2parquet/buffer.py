@@ -189,10 +189,6 @@ class Buffer:
             now = self._clock()
             return {t: (now - q.oldest if q.oldest is not None else 0.0) for t, q in self._queues.items()}
 
-    def tables(self) -> list[str]:
-        with self._lock:
-            return list(self._queues)
-
     def stats(self) -> dict[str, tuple[int, int]]:
         """Rows and bytes buffered per table (not counting flushes being written)."""
         with self._lock:

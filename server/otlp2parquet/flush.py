@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from otlp2parquet.buffer import Buffer, Drained
 from otlp2parquet.schemas import TABLES
 from otlp2parquet.telemetry import Telemetry
-from otlp2parquet.writer import TableWriter, WriteResult, WriterFactory
+from otlp2parquet.writer import TableWriter, WriterFactory
 
 log = logging.getLogger(__name__)
 RETRY_FIRST_S = 1.0
@@ -28,7 +28,6 @@ class FlushStats:
     flushes: int = 0
     rows: int = 0
     failures: int = 0
-    last: WriteResult | None = None
 
 
 class Flusher:
@@ -100,7 +99,6 @@ class Flusher:
                 self._on_committed()
             stats.flushes += 1
             stats.rows += result.rows
-            stats.last = result
             log.info("flushed %s", result.table, extra={
                 "table": result.table, "flush_id": flush_id, "reason": drained.reason, "rows": result.rows,
                 "arrow_bytes": drained.bytes, "file_bytes": result.file_size, "files": len(result.paths),

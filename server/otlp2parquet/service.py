@@ -167,10 +167,11 @@ class Service:
             batches = {t: b for t, b in result.batches.items() if record.lsn > committed[t]}
             if batches:
                 self.buffer.offer(batches, lsn=record.lsn, block=True)
+            replayed = sum(b.num_rows for b in batches.values())
             records += 1
-            rows += sum(b.num_rows for b in batches.values())
+            rows += replayed
             self.telemetry.wal_replayed_records.inc()
-            self.telemetry.wal_replayed_rows.inc(sum(b.num_rows for b in batches.values()))
+            self.telemetry.wal_replayed_rows.inc(replayed)
             if time.monotonic() - last_report >= 5:
                 last_report = time.monotonic()
                 log.info("replaying the WAL", extra={"records": records, "rows": rows, "lsn": record.lsn})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from otlp2parquet.buffer import Drained
@@ -16,7 +16,6 @@ class WriteResult:
     rows: int
     committed_to_catalog: bool
     snapshot_id: int | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class TableWriter(Protocol):
