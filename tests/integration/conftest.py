@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.integration.server import ServerProcess
+from tests.services.postgres import Postgres
 
 
 @pytest.fixture
@@ -21,3 +22,11 @@ def start_server(tmp_path: pathlib.Path) -> Iterator[Callable[..., ServerProcess
     yield start
     for server in started:
         server.kill()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One PostgreSQL server for the session; each test takes its own database."""
+    server = Postgres()
+    yield server
+    server.stop()

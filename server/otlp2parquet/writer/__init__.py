@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from otlp2parquet.config import Settings
 from otlp2parquet.telemetry import Telemetry
 from otlp2parquet.writer.base import TableWriter, WriteResult, WriterFactory
@@ -18,13 +16,15 @@ def build_writer_factory(settings: Settings, telemetry: Telemetry | None = None)
     if not settings.iceberg.enabled:
         return lambda table: ParquetWriter(table, settings.writer, writer_id)
 
-    from pyiceberg.exceptions import NamespaceAlreadyExistsError
-
     from otlp2parquet.writer.catalogs import build_catalog
     from otlp2parquet.writer.iceberg import IcebergWriter
 
     catalog = build_catalog(settings)
-    # Another sidecar may create it between the check and the create.
-    with contextlib.suppress(NamespaceAlreadyExistsError):
+    try:
         catalog.create_namespace_if_not_exists(settings.iceberg.namespace)
+    except Exception:
+        # Another sidecar may create it between the check and the create; a SQL catalog then raises its
+        # driver's integrity error rather than NamespaceAlreadyExistsError.
+        if not catalog.namespace_exists(settings.iceberg.namespace):
+            raise
     return lambda table: IcebergWriter(table, catalog, settings, writer_id, telemetry)

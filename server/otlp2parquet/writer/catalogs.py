@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import pathlib
 import re
+import time
 from typing import Any
 
 from pyiceberg.catalog import Catalog
@@ -119,10 +120,18 @@ def build_catalog(settings: Settings) -> Catalog:
             pathlib.Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         if props["warehouse"].startswith("file://"):
             pathlib.Path(props["warehouse"].removeprefix("file://")).mkdir(parents=True, exist_ok=True)
-        try:
-            return SqlCatalog(name, **props)
-        except ModuleNotFoundError as exc:  # e.g. psycopg2 for PostgreSQL
-            raise ConfigError(f"the SQL catalog needs {exc.name}: pip install 'pyiceberg[sql-postgres]'") from None
+        from sqlalchemy.exc import DBAPIError
+
+        for attempt in range(3):
+            try:
+                return SqlCatalog(name, **props)
+            except ModuleNotFoundError as exc:  # e.g. psycopg2 for PostgreSQL
+                raise ConfigError(f"the SQL catalog needs {exc.name}: pip install 'pyiceberg[sql-postgres]'") from None
+            except DBAPIError:
+                # Sidecars starting together race to create the catalog's own tables; the loser finds them there.
+                if attempt == 2:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
     if kind == "rest":
         from pyiceberg.catalog.rest import RestCatalog
 

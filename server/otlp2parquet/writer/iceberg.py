@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import urllib.parse
 
 import pyarrow as pa
@@ -68,6 +69,20 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
 
 
 TRANSIENT = _transient_errors()
+_committing = threading.local()  # the IcebergWriter committing on this thread, if any
+
+
+class _CountInternalRetries(logging.Filter):
+    """pyiceberg retries a concurrent-update conflict inside `commit_transaction` and only logs it; count it too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        writer = getattr(_committing, "writer", None)
+        if writer is not None and str(record.msg).startswith("Commit failed due to a concurrent update"):
+            writer._count_retry("conflict")
+        return True
+
+
+logging.getLogger("pyiceberg.table").addFilter(_CountInternalRetries())
 
 
 def _file_path(table: Table, time_column: str, day: int, service: str | None, name: str) -> str:
@@ -139,13 +154,15 @@ class IcebergWriter:
                 return snapshot.snapshot_id
         return None
 
-    def _before_sleep(self, state: RetryCallState) -> None:
+    def _count_retry(self, kind: str) -> None:
         self.commit_retries += 1
-        exc = state.outcome.exception() if state.outcome else None
-        kind = ("conflict" if isinstance(exc, CommitFailedException) else
-                "state_unknown" if isinstance(exc, CommitStateUnknownException) else
-                "io" if isinstance(exc, OSError) else "other")
         self.telemetry.commit_retries.labels(self.spec.name, kind).inc()
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        self._count_retry("conflict" if isinstance(exc, CommitFailedException) else
+                          "state_unknown" if isinstance(exc, CommitStateUnknownException) else
+                          "io" if isinstance(exc, OSError) else "other")
         log.warning("commit to %s failed, retrying", self.name,
                     extra={"table": self.name, "attempt": state.attempt_number, "error": repr(exc)})
 
@@ -172,7 +189,11 @@ class IcebergWriter:
                 with transaction.update_snapshot(snapshot_properties=properties).fast_append() as append:
                     for data_file in files:
                         append.append_data_file(data_file)
-                transaction.commit_transaction()
+                outer, _committing.writer = getattr(_committing, "writer", None), self
+                try:
+                    transaction.commit_transaction()
+                finally:
+                    _committing.writer = outer
                 snapshot = table.current_snapshot()
                 assert snapshot is not None
                 return snapshot.snapshot_id
