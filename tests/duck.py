@@ -9,7 +9,7 @@ import duckdb_extension_avro
 import duckdb_extension_iceberg
 
 
-def _extension(module: object, name: str) -> pathlib.Path:
+def extension(module: object, name: str) -> pathlib.Path:
     folder = pathlib.Path(module.__file__).parent  # type: ignore[attr-defined]
     found = sorted(folder.glob(f"extensions/*/{name}.duckdb_extension"))
     if not found:
@@ -21,5 +21,5 @@ def connect() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     for module, name in ((duckdb_extension_avro, "avro"), (duckdb_extension_iceberg, "iceberg")):
-        con.execute(f"LOAD '{_extension(module, name)}'")
+        con.execute(f"LOAD '{extension(module, name)}'")
     return con

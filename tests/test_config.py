@@ -106,3 +106,17 @@ def test_config_example_documents_every_key_with_its_default() -> None:
                 continue
             assert f"\n{key} = " in text or f"\n# {key} = " in text or f"[{section}.{key}]" in text, \
                 f"{section}.{key} is not documented in config.example.toml"
+
+
+def test_an_object_store_base_path_needs_a_local_wal_and_a_real_catalog() -> None:
+    remote = {"OTLP2PARQUET_BASE_PATH": "s3://lake/otel"}
+    with pytest.raises(ConfigError, match=r"set wal\.dir"):
+        load_settings(environ=remote)
+    with pytest.raises(ConfigError, match=r"embedded SQLite catalog needs a local file"):
+        load_settings(environ={**remote, "OTLP2PARQUET_WAL_DIR": "/var/lib/wal"})
+    plain = load_settings(environ={**remote, "OTLP2PARQUET_WAL_DIR": "/var/lib/wal",
+                                   "OTLP2PARQUET_ICEBERG_ENABLED": "false"})
+    assert plain.writer.base_path == "s3://lake/otel"
+    shared = load_settings(environ={**remote, "OTLP2PARQUET_WAL_DIR": "/var/lib/wal",
+                                    "OTLP2PARQUET_CATALOG_URI": "postgresql+psycopg2://db/catalog"})
+    assert shared.warehouse() == "s3://lake/otel/warehouse"

@@ -212,6 +212,8 @@ class Settings(BaseSettings):
             if "://" in self.iceberg.warehouse:
                 return self.iceberg.warehouse
             return pathlib.Path(self.iceberg.warehouse).resolve().as_uri()
+        if "://" in self.writer.base_path:
+            return f"{self.writer.base_path.rstrip('/')}/warehouse"
         return (pathlib.Path(self.writer.base_path).resolve() / "warehouse").as_uri()
 
 
@@ -275,9 +277,25 @@ def load_settings(config_file: str | os.PathLike[str] | None = None,
     data = _merge(data, _env_layer(os.environ if environ is None else environ))
     data = _merge(data, overrides or {})
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    _check_remote_base_path(settings)
+    return settings
+
+
+def _check_remote_base_path(settings: Settings) -> None:
+    """An object-store base_path holds Parquet files and the warehouse, never the WAL or a SQLite catalog."""
+    base = settings.writer.base_path
+    if "://" not in base:
+        return
+    if settings.wal.enabled and not settings.wal.dir:
+        raise ConfigError(f"writer.base_path is {base}: set wal.dir (OTLP2PARQUET_WAL_DIR) to a local directory "
+                          "for the write-ahead log")
+    ice = settings.iceberg
+    if ice.enabled and not (ice.catalog_uri or ice.s3_tables_arn or ice.r2_account_id or ice.glue_region):
+        raise ConfigError(f"writer.base_path is {base}: the embedded SQLite catalog needs a local file; set "
+                          "iceberg.catalog_uri or another catalog (or iceberg.enabled = false for plain Parquet)")
 
 
 def _is_secret(key: str) -> bool:

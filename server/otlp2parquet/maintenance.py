@@ -157,12 +157,22 @@ def referenced_files(table: Table) -> set[str]:
     return {_fs_path(p) for p in paths}
 
 
+def _filesystem(table: Table) -> tuple[pafs.FileSystem, str]:
+    """The table's own configured filesystem (endpoint, keys, region) and its root path on it."""
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+
+    if isinstance(table.io, PyArrowFileIO):
+        scheme, netloc, path = PyArrowFileIO.parse_location(table.location(), table.io.properties)
+        return table.io.fs_by_scheme(scheme, netloc), path
+    return pafs.FileSystem.from_uri(table.location())
+
+
 def remove_orphan_files(table: Table, older_than: dt.timedelta, dry_run: bool,
                         progress: Callable[[int], None] | None = None) -> StepReport:
     report = StepReport(table.name()[-1], "orphan-files", dry_run)
     table.refresh()
     keep = referenced_files(table)
-    fs, root = pafs.FileSystem.from_uri(table.location())
+    fs, root = _filesystem(table)
     horizon = dt.datetime.now(dt.UTC) - older_than
     listed = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
     for n, info in enumerate(listed):

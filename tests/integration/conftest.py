@@ -7,6 +7,7 @@ import pytest
 
 from tests.integration.server import ServerProcess
 from tests.services.postgres import Postgres
+from tests.services.s3 import S3
 
 
 @pytest.fixture
@@ -28,5 +29,13 @@ def start_server(tmp_path: pathlib.Path) -> Iterator[Callable[..., ServerProcess
 def postgres() -> Iterator[Postgres]:
     """One PostgreSQL server for the session; each test takes its own database."""
     server = Postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3]:
+    """moto's S3 server for the session; each test takes its own bucket."""
+    server = S3()
     yield server
     server.stop()

@@ -14,7 +14,10 @@ def build_writer_factory(settings: Settings, telemetry: Telemetry | None = None)
     """A factory of per-table writers. For Iceberg, the catalog is built (and the namespace ensured) here."""
     writer_id = settings.writer_id()
     if not settings.iceberg.enabled:
-        return lambda table: ParquetWriter(table, settings.writer, writer_id)
+        from otlp2parquet.writer.catalogs import storage_properties
+
+        storage = storage_properties(settings)
+        return lambda table: ParquetWriter(table, settings.writer, writer_id, storage)
 
     from otlp2parquet.writer.catalogs import build_catalog
     from otlp2parquet.writer.iceberg import IcebergWriter

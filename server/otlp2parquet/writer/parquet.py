@@ -16,11 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import pathlib
 import re
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 
 from otlp2parquet.buffer import Drained
 from otlp2parquet.config import WriterSettings
@@ -41,46 +41,78 @@ def service_segment(service: str | None) -> str:
 
 
 class ParquetWriter:
-    def __init__(self, table: str, settings: WriterSettings, writer_id: str) -> None:
+    """Files under `base_path`: a local directory, or `s3://`, `gs://`, `abfs://` through pyiceberg's FileIO
+    properties (endpoint, region, keys), so plain Parquet mode and the Iceberg warehouse share one storage config."""
+
+    def __init__(self, table: str, settings: WriterSettings, writer_id: str,
+                 storage: dict[str, str] | None = None) -> None:
         self.spec = TABLES[table]
         self.settings = settings
         self.writer_id = service_segment(writer_id)
-        self.root = pathlib.Path(settings.base_path)
+        if "://" in settings.base_path:
+            from pyiceberg.io.pyarrow import PyArrowFileIO
 
-    def _directory(self, service: str | None, hour_micros: int) -> pathlib.Path:
+            scheme, netloc, path = PyArrowFileIO.parse_location(settings.base_path)
+            self.fs: pafs.FileSystem = PyArrowFileIO(storage or {}).fs_by_scheme(scheme, netloc)
+            self.root, self._scheme = path.rstrip("/"), f"{scheme}://"
+        else:
+            self.fs = pafs.LocalFileSystem()
+            self.root, self._scheme = str(pathlib.Path(settings.base_path).resolve()), ""
+        self._local = isinstance(self.fs, pafs.LocalFileSystem)
+
+    def _directory(self, service: str | None, hour_micros: int) -> str:
         hour = dt.datetime.fromtimestamp(hour_micros / 1e6, tz=dt.UTC)
-        parts = [self.spec.signal]
+        parts = [self.root, self.spec.signal]
         if self.spec.metric_type:
             parts.append(self.spec.metric_type)
         if self.settings.partition_by_service:
             parts.append(service_segment(service))
         parts += [f"year={hour:%Y}", f"month={hour:%m}", f"day={hour:%d}", f"hour={hour:%H}"]
-        return self.root.joinpath(*parts)
+        return "/".join(parts)
 
-    def _state(self, kind: str) -> pathlib.Path:
-        return self.root / STATE_DIR / f"{self.spec.name}.{self.writer_id}.{kind}.json"
+    def _exists(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+
+    def _put(self, path: str, data: bytes, temp_suffix: str) -> None:
+        """Readers never see half a file: a local file is renamed into place, an object appears on close."""
+        if not self._local:  # an object store has no directories (creating them leaves marker objects)
+            with self.fs.open_output_stream(path) as out:
+                out.write(data)
+            return
+        directory, name = path.rsplit("/", 1)
+        self.fs.create_dir(directory, recursive=True)
+        # A leading dot: Spark, Hive and DuckDB globs skip it while it is being written.
+        target = f"{directory}/.{name}.{temp_suffix}.tmp"
+        with self.fs.open_output_stream(target) as out:
+            out.write(data)
+        self.fs.move(target, path)
+
+    def _state(self, kind: str) -> str:
+        return f"{self.root}/{STATE_DIR}/{self.spec.name}.{self.writer_id}.{kind}.json"
+
+    def _get_state(self, kind: str) -> dict | None:
+        path = self._state(kind)
+        if not self._exists(path):
+            return None
+        with self.fs.open_input_stream(path) as stream:
+            return json.loads(stream.read())
 
     def _put_state(self, kind: str, value: dict[str, object]) -> None:
-        path = self._state(kind)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_suffix(".tmp")
-        temp.write_text(json.dumps(value))
-        os.replace(temp, path)
+        self._put(self._state(kind), json.dumps(value).encode(), "state")
 
     def committed_lsn(self) -> int:
         """Settle an interrupted flush, then return the committed watermark."""
-        intent_path = self._state("intent")
-        if intent_path.exists():
-            intent = json.loads(intent_path.read_text())
-            present = [p for p in intent["paths"] if pathlib.Path(p).exists()]
+        intent = self._get_state("intent")
+        if intent is not None:
+            present = [p for p in intent["paths"] if self._exists(p)]
             if len(present) == len(intent["paths"]):
                 self._put_state("committed", {"lsn": intent["lsn"]})
             else:
                 for p in present:
-                    pathlib.Path(p).unlink()
-            intent_path.unlink()
-        committed = self._state("committed")
-        return json.loads(committed.read_text())["lsn"] if committed.exists() else 0
+                    self.fs.delete_file(p)
+            self.fs.delete_file(self._state("intent"))
+        committed = self._get_state("committed")
+        return committed["lsn"] if committed is not None else 0
 
     def write(self, drained: Drained, flush_id: str) -> WriteResult:
         committed = self.committed_lsn()  # after a failed flush, some returned rows may be written already
@@ -88,26 +120,23 @@ class ParquetWriter:
         if not batches:
             return WriteResult(self.spec.name, [], 0, 0, committed_to_catalog=False)
         table = merge_sorted(self.spec, batches)
-        files: list[tuple[pathlib.Path, bytes]] = []
+        files: list[tuple[str, bytes]] = []
         for hour, service, rows in split(table, self.spec.time_column, MICROS_PER_HOUR,
                                          self.settings.partition_by_service):
             data = encode(rows, self.settings)
             first = rows.column(self.spec.time_column).cast(pa.int64())[0].as_py()
-            files.append((self._directory(service, hour * MICROS_PER_HOUR) / f"{first}-{content_hash(data)}.parquet",
+            files.append((f"{self._directory(service, hour * MICROS_PER_HOUR)}/{first}-{content_hash(data)}.parquet",
                           data))
         try:
-            self._put_state("intent", {"lsn": drained.watermark, "paths": [str(p) for p, _ in files]})
+            self._put_state("intent", {"lsn": drained.watermark, "paths": [p for p, _ in files]})
             for path, data in files:
-                if not path.exists():
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    temp = path.with_name(f".{path.name}.{flush_id}.tmp")
-                    temp.write_bytes(data)
-                    os.replace(temp, path)
+                if not self._exists(path):
+                    self._put(path, data, flush_id)
             self._put_state("committed", {"lsn": drained.watermark})
-            self._state("intent").unlink()
+            self.fs.delete_file(self._state("intent"))
         except OSError as exc:
             raise TransientWriteError(f"writing {self.spec.name} Parquet files failed: {exc}") from exc
-        return WriteResult(self.spec.name, [str(p) for p, _ in files], sum(len(d) for _, d in files),
+        return WriteResult(self.spec.name, [self._scheme + p for p, _ in files], sum(len(d) for _, d in files),
                            table.num_rows, committed_to_catalog=False)
 
     def close(self) -> None:
