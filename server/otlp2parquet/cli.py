@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from otlp2parquet import __version__
 from otlp2parquet.config import Settings, load_settings, redacted, to_toml
-from otlp2parquet.errors import ConfigError
+from otlp2parquet.errors import CatalogError, ConfigError
 from otlp2parquet.maintenance import Plan, maintain, parse_duration
 
 if TYPE_CHECKING:
@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # a bad duration or the like, from the command line
         print(f"otlp2parquet: {exc}", file=sys.stderr)
         return 2
+    except CatalogError as exc:
+        print(f"otlp2parquet: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

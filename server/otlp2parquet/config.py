@@ -302,7 +302,7 @@ def _is_secret(key: str) -> bool:
     return any(word in key.lower() for word in SECRET_WORDS)
 
 
-def _redact_uri(uri: str) -> str:
+def redact_uri(uri: str) -> str:
     scheme, sep, rest = uri.partition("://")
     userinfo, at, host = rest.rpartition("@")
     if sep and at and ":" in userinfo:
@@ -313,7 +313,7 @@ def _redact_uri(uri: str) -> str:
 def redacted(settings: Settings) -> dict[str, dict[str, Any]]:
     """The effective settings as plain data, secrets replaced by '***'."""
     data = settings.model_dump()
-    data["iceberg"]["catalog_uri"] = _redact_uri(settings.catalog_uri())
+    data["iceberg"]["catalog_uri"] = redact_uri(settings.catalog_uri())
     data["iceberg"]["warehouse"] = settings.warehouse()
     data["iceberg"]["catalog_properties"] = {
         k: "***" if _is_secret(k) else v for k, v in settings.iceberg.catalog_properties.items()}

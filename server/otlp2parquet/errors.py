@@ -2,6 +2,7 @@
 
     Otlp2ParquetError
     ├── ConfigError            invalid settings; raised at start-up only
+    ├── CatalogError           the catalog cannot be reached or refuses us at start-up
     ├── ConversionError        a request that cannot be decoded; permanent -> INVALID_ARGUMENT
     ├── BufferFullError        back-pressure; retryable -> UNAVAILABLE + RetryInfo
     ├── WalError               the write-ahead log cannot be written; retryable -> UNAVAILABLE + RetryInfo
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 __all__ = [
     "BufferFullError",
+    "CatalogError",
     "ConfigError",
     "ConversionError",
     "Otlp2ParquetError",
@@ -32,6 +34,10 @@ class Otlp2ParquetError(Exception):
 
 class ConfigError(Otlp2ParquetError):
     """The settings are invalid; start-up stops with this message."""
+
+
+class CatalogError(Otlp2ParquetError):
+    """The catalog cannot be opened at start-up (unreachable, unauthorized); the message names which one."""
 
 
 class ConversionError(Otlp2ParquetError):

@@ -106,3 +106,16 @@ def test_secrets_stay_out_of_files_output_and_errors(tmp_path: pathlib.Path,
     with pytest.raises(ConfigError) as error:
         props({"OTLP2PARQUET_REST_CREDENTIAL": "no-colon-secret"}, catalog_uri="https://rest.example.com")
     assert "no-colon-secret" not in str(error.value)
+
+
+def test_an_unreachable_catalog_is_one_clear_error_without_the_password() -> None:
+    from otlp2parquet.errors import CatalogError
+    from otlp2parquet.writer.catalogs import build_catalog
+    from tests.integration.server import free_port
+
+    uri = f"postgresql+psycopg2://otel:hunter2@127.0.0.1:{free_port()}/catalog"
+    with pytest.raises(CatalogError) as caught:
+        build_catalog(load_settings(environ={"OTLP2PARQUET_CATALOG_URI": uri}))
+    message = str(caught.value)
+    assert message.startswith("cannot open the sql catalog at postgresql+psycopg2://otel:***@127.0.0.1:")
+    assert "hunter2" not in message and "OperationalError" in message

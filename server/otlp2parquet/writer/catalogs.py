@@ -21,8 +21,8 @@ from typing import Any
 
 from pyiceberg.catalog import Catalog
 
-from otlp2parquet.config import Settings
-from otlp2parquet.errors import ConfigError
+from otlp2parquet.config import Settings, redact_uri
+from otlp2parquet.errors import CatalogError, ConfigError
 
 log = logging.getLogger(__name__)
 S3_TABLES_ARN = re.compile(
@@ -109,6 +109,18 @@ def catalog_properties(settings: Settings) -> dict[str, Any]:
 
 
 def build_catalog(settings: Settings) -> Catalog:
+    """Open the configured catalog; failing to reach it or being refused is one clear CatalogError."""
+    try:
+        return _open_catalog(settings)
+    except (ConfigError, CatalogError):
+        raise
+    except Exception as exc:
+        where = redact_uri(str(catalog_properties(settings).get("uri", "")))
+        raise CatalogError(f"cannot open the {catalog_kind(settings)} catalog at {where}: "
+                           f"{type(exc).__name__}: {exc}") from exc
+
+
+def _open_catalog(settings: Settings) -> Catalog:
     props = dict(catalog_properties(settings))
     kind = props.pop("type")
     name = settings.iceberg.catalog_name
