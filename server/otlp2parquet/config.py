@@ -49,7 +49,8 @@ FLAT_ENV: dict[str, tuple[str, str]] = {
     "LOG_FORMAT": ("logging", "format"),
     "LOG_LEVEL": ("logging", "level"),
 }
-SECRET_WORDS = ("token", "secret", "password", "credential", "key-id", "access-key", "key_id", "access_key")
+SECRET_WORDS = ("token", "secret", "password", "credential", "key-id", "access-key", "key_id", "access_key",
+                "account-key", "account_key", "private-key", "sas")
 # Secrets may come only from the environment (or a Kubernetes Secret mapped into it), never from the TOML file.
 ENV_ONLY = {("iceberg", "r2_api_token"), ("iceberg", "rest_token"), ("iceberg", "rest_credential"),
             ("iceberg", "s3_access_key_id"), ("iceberg", "s3_secret_access_key")}
