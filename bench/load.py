@@ -1,11 +1,14 @@
 """End-to-end load: start the sidecar with a configuration, send pre-serialized requests, measure what commits.
 
-    python -m bench.load --signal traces --items 1000 --seconds 10 --set wal.fsync=always [--write-results]
+    python -m bench.load --signal traces --items 1000 --seconds 10 --set wal.fsync=always [--rotel] [--write-results]
 
 Load comes from separate processes (so the sender's CPU is not the sidecar's), each with a few threads sending
-as fast as acknowledgements allow. Reported: accepted items/s; committed rows (read back from the table) per
-second of the run until the final commit; items per CPU-second of the sidecar (user+system from /proc);
-export latency p50/p99; every status code seen.
+as fast as acknowledgements allow, or at a fixed total `--rate` of items per second (for latency below
+saturation). Reported: accepted items/s; committed rows (read back from the tables) per second of the run until
+the final commit; items per CPU-second of the sidecar (user+system from /proc, sampled until it exits, so the
+final flush counts); export latency p50/p99; peak RSS (VmHWM); bytes of data files per committed item; commits
+per table per minute; every status code seen. `--rotel` sends the same load to rotel-agent with its blackhole
+exporter, a native receiver that decodes and drops, as the ceiling to compare with.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import grpc
 from bench.results import append
 from bench.workload import requests
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 METHODS = {"traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
            "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
            "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"}
@@ -46,8 +50,9 @@ class Outcome:
 
 
 def _sender(address: str, signal_name: str, payloads: list[bytes], items: int, seconds: float, threads: int,
-            queue: mp.Queue) -> None:
-    """One load process: `threads` threads over one channel, until `seconds` have passed."""
+            interval: float, queue: mp.Queue) -> None:
+    """One load process: `threads` threads over one channel, until `seconds` have passed; each thread sends a
+    request every `interval` seconds (0: as soon as the previous one is acknowledged)."""
     channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 128 * 1024 * 1024)])
     call = channel.unary_unary(METHODS[signal_name])
     deadline = time.monotonic() + seconds
@@ -59,7 +64,11 @@ def _sender(address: str, signal_name: str, payloads: list[bytes], items: int, s
     def run(offset: int) -> None:
         nonlocal accepted
         i = offset
+        due = time.monotonic() + interval * offset / max(threads, 1)
         while time.monotonic() < deadline:
+            if interval:
+                time.sleep(max(0.0, due - time.monotonic()))
+                due += interval
             started = time.perf_counter()
             try:
                 call(payloads[i % len(payloads)], timeout=30)
@@ -90,86 +99,178 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _peak_rss_mib(pid: int) -> float:
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _committed_rows(base: pathlib.Path, signal_name: str) -> int:
+@dataclass
+class Tables:
+    rows: int
+    data_bytes: int
+    commits: dict[str, int]
+
+
+def _tables(base: pathlib.Path, signal_name: str) -> Tables:
+    """Committed rows, data-file bytes and the number of commits of the signal's tables."""
     from pyiceberg.catalog.sql import SqlCatalog
 
     catalog = SqlCatalog("otlp2parquet", uri=f"sqlite:///{base}/catalog.db")
-    total = 0
-    for table in TABLES[signal_name]:
-        snapshot = catalog.load_table(f"otel.{table}").current_snapshot()
-        total += int(snapshot.summary.get("total-records", 0)) if snapshot else 0
-    return total
+    rows = data_bytes = 0
+    commits: dict[str, int] = {}
+    for name in TABLES[signal_name]:
+        table = catalog.load_table(f"otel.{name}")
+        snapshot = table.current_snapshot()
+        summary = snapshot.summary if snapshot and snapshot.summary else None
+        rows += int(summary.get("total-records", 0)) if summary else 0
+        data_bytes += int(summary.get("total-files-size", 0)) if summary else 0
+        commits[name] = len(table.snapshots())
+    return Tables(rows, data_bytes, commits)
 
 
-def run(signal_name: str, items: int, seconds: float, settings: list[str], processes: int,
-        threads: int) -> dict[str, object]:
-    base = pathlib.Path(tempfile.mkdtemp(prefix="otlp2parquet-bench-"))
-    port = _free_port()
+class Target:
+    """A process under load: its address, pid, and how to stop it."""
+
+    def __init__(self, command: list[str], env: dict[str, str], address: str, log: pathlib.Path) -> None:
+        self.address = address
+        self._log = log.open("w")
+        self.proc = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self._wait_listening()
+
+    def _wait_listening(self) -> None:
+        host, port = self.address.rsplit(":", 1)
+        for _ in range(600):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.proc.args[0]} exited with {self.proc.returncode}")
+            with socket.socket() as s:
+                if s.connect_ex((host, int(port))) == 0:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"nothing listens on {self.address}")
+
+    def stop(self) -> tuple[float, float]:
+        """SIGTERM, then sample CPU and peak RSS until exit (a final flush counts): (CPU-s, peak RSS MiB)."""
+        cpu = _cpu_seconds(self.proc.pid)
+        rss = _peak_rss_mib(self.proc.pid)
+        self.proc.send_signal(signal.SIGTERM)
+        while self.proc.poll() is None:
+            try:
+                cpu, last = _cpu_seconds(self.proc.pid), _peak_rss_mib(self.proc.pid)
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                break
+            rss = max(rss, last) if last == last else rss  # a zombie has no VmHWM any more
+            time.sleep(0.05)
+        self.proc.wait()
+        self._log.close()
+        return cpu, rss
+
+
+def _sidecar(base: pathlib.Path, settings: list[str]) -> Target:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTLP2PARQUET_")}
     for item in settings:
         key, value = item.split("=", 1)
         section, name = key.split(".", 1)
         env[f"OTLP2PARQUET_{section.upper()}__{name.upper()}"] = value
     env["OTLP2PARQUET_METRICS_LISTEN"] = f"127.0.0.1:{_free_port()}"
-    log = (base / "server.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "otlp2parquet", "serve", "--listen", f"127.0.0.1:{port}",
-                               "--base-path", str(base)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    address = f"127.0.0.1:{_free_port()}"
+    target = Target([sys.executable, "-m", "otlp2parquet", "serve", "--listen", address, "--base-path", str(base)],
+                    env, address, base / "server.log")
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with grpc.insecure_channel(address) as channel:  # listening is not yet serving: the WAL may be replaying
         for _ in range(300):
             try:
                 if health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
                     break
             except grpc.RpcError:
                 time.sleep(0.1)
+    return target
+
+
+def _rotel(base: pathlib.Path) -> Target:
+    binary = ROOT / ".tools" / "rotel-agent"
+    if not binary.exists():
+        raise FileNotFoundError(f"{binary} is missing: `make tools` fetches it")
+    address = f"127.0.0.1:{_free_port()}"
+    return Target([str(binary), "start", "--otlp-grpc-endpoint", address, "--otlp-http-endpoint",
+                   f"127.0.0.1:{_free_port()}", "--pid-file", str(base / "rotel.pid"), "--exporter", "blackhole"],
+                  dict(os.environ), address, base / "rotel.log")
+
+
+def _load(address: str, signal_name: str, items: int, seconds: float, processes: int, threads: int,
+          rate: float) -> tuple[list[Outcome], float]:
     payloads = list(requests(signal_name, items, 16, seed=7))
-    cpu_before = _cpu_seconds(server.pid)
+    interval = processes * threads * items / rate if rate else 0.0
     queue: mp.Queue = mp.Queue()
     started = time.monotonic()
-    senders = [mp.Process(target=_sender, args=(f"127.0.0.1:{port}", signal_name, payloads, items, seconds,
-                                                threads, queue)) for _ in range(processes)]
+    senders = [mp.Process(target=_sender, args=(address, signal_name, payloads, items, seconds, threads, interval,
+                                                queue)) for _ in range(processes)]
     for p in senders:
         p.start()
     outcomes = [queue.get() for _ in senders]
     for p in senders:
         p.join()
+    return outcomes, started
+
+
+def run(signal_name: str, items: int, seconds: float, settings: list[str], processes: int, threads: int,
+        rate: float = 0.0, target: str = "sidecar") -> dict[str, object]:
+    """One measured run against the sidecar (with `settings`) or against rotel-agent's blackhole exporter."""
+    base = pathlib.Path(tempfile.mkdtemp(prefix="otlp2parquet-bench-"))
+    process = _sidecar(base, settings) if target == "sidecar" else _rotel(base)
+    cpu_before = _cpu_seconds(process.proc.pid)
+    outcomes, started = _load(process.address, signal_name, items, seconds, processes, threads, rate)
     load_done = time.monotonic()
-    cpu_loaded = _cpu_seconds(server.pid)
-    server.send_signal(signal.SIGTERM)
-    cpu_final = cpu_loaded
-    while server.poll() is None:  # sample CPU until exit: the final flush counts too
-        try:
-            cpu_final = _cpu_seconds(server.pid)
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            break
-        time.sleep(0.05)
-    server.wait()
-    committed_at = time.monotonic()
-    log.close()
+    cpu_final, peak_rss = process.stop()
+    finished = time.monotonic()
     codes = sum((o.codes for o in outcomes), Counter())
     latencies = sorted(lat for o in outcomes for lat in o.latencies)
     accepted = sum(o.accepted_items for o in outcomes)
-    committed = _committed_rows(base, signal_name)
     quantile = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [float("nan")] * 99
+    tables = _tables(base, signal_name) if target == "sidecar" else Tables(accepted, 0, {})
+    cpu = max(cpu_final - cpu_before, 1e-9)
+    minutes = (finished - started) / 60
     return {
-        "settings": " ".join(settings) or "defaults",
+        "target": target,
+        "settings": (" ".join(settings) or "defaults") if target == "sidecar" else "blackhole exporter",
+        "rate": rate,
         "accepted_per_s": accepted / (load_done - started),
-        "committed_rows": committed,
+        "committed_rows": tables.rows,
         "accepted_items": accepted,
-        "committed_per_s": committed / (committed_at - started),
-        "items_per_cpu_s": committed / max(cpu_final - cpu_before, 1e-9),
+        "committed_per_s": tables.rows / (finished - started),
+        "items_per_cpu_s": tables.rows / cpu,
+        "cpu_s": cpu,
         "p50_ms": quantile[49] * 1000,
         "p99_ms": quantile[98] * 1000,
+        "peak_rss_mib": peak_rss,
+        "bytes_per_item": tables.data_bytes / tables.rows if tables.data_bytes and tables.rows else float("nan"),
+        "commits_per_table_per_min": max((n / minutes for n in tables.commits.values()), default=float("nan")),
         "codes": dict(codes),
-        "exit_code": server.returncode,
+        "exit_code": process.proc.returncode,
     }
+
+
+COLUMNS = ["target", "configuration", "offered", "accepted items/s", "committed rows/s", "items per CPU-s", "p50 ms",
+           "p99 ms", "peak RSS MiB", "bytes/item on disk", "commits/table/min (max)", "committed / acked",
+           "status codes"]
+HEADER = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS)
+
+
+def line(r: dict) -> str:
+    cells = [r["target"], r["settings"], f"{r['rate']:,.0f}/s" if r["rate"] else "max", f"{r['accepted_per_s']:,.0f}",
+             f"{r['committed_per_s']:,.0f}", f"{r['items_per_cpu_s']:,.0f}", f"{r['p50_ms']:.1f}",
+             f"{r['p99_ms']:.1f}", f"{r['peak_rss_mib']:.0f}", f"{r['bytes_per_item']:.1f}",
+             f"{r['commits_per_table_per_min']:.1f}", f"{r['committed_rows']:,} / {r['accepted_items']:,}",
+             str(r["codes"])]
+    return "| " + " | ".join(cells) + " |"
 
 
 def main() -> None:
@@ -179,28 +280,38 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4, help="threads per load process")
+    parser.add_argument("--rate", type=float, default=0.0, help="offered items/s in total (default: as fast as acked)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="a sidecar setting; repeat --set, or use --compare to run several configurations")
     parser.add_argument("--compare", action="append", default=[], metavar="'SECTION.KEY=V [SECTION.KEY=V...]'",
                         help="one configuration per --compare (space-separated settings), run one after another")
+    parser.add_argument("--rotel", action="store_true", help="also send the same load to rotel-agent (blackhole)")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     configurations = [c.split() for c in args.compare] or [args.set]
-    header = ("| configuration | accepted items/s | committed rows/s | items per sidecar CPU-s | p50 ms | p99 ms | "
-              "committed / acked | status codes |\n|---|---|---|---|---|---|---|---|")
-    lines = [header]
-    print(header, flush=True)
+    lines = [HEADER]
+    print(HEADER, flush=True)
+    results = []
     for configuration in configurations:
-        r = run(args.signal, args.items, args.seconds, configuration, args.processes, args.threads)
-        lines.append(f"| {r['settings']} | {r['accepted_per_s']:,.0f} | {r['committed_per_s']:,.0f} | "
-                     f"{r['items_per_cpu_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-                     f"{r['committed_rows']:,} / {r['accepted_items']:,} | {r['codes']} |")
+        results.append(run(args.signal, args.items, args.seconds, configuration, args.processes, args.threads,
+                           args.rate))
+        lines.append(line(results[-1]))
         print(lines[-1], flush=True)
+    if args.rotel:
+        ceiling = run(args.signal, args.items, args.seconds, [], args.processes, args.threads, args.rate, "rotel")
+        lines.append(line(ceiling))
+        print(lines[-1], flush=True)
+        for r in results:
+            share = r["items_per_cpu_s"] / ceiling["items_per_cpu_s"]
+            ratio = f"- sidecar ({r['settings']}) / rotel, items per CPU-s: {share:.2f}"
+            lines.append(ratio)
+            print(ratio, flush=True)
     if args.write_results:
         command = "python -m bench.load " + " ".join(
             f"'{a}'" if " " in a else a for a in sys.argv[1:] if a != "--write-results")
         append(f"Load ({args.signal}, {args.items} items a request)", command,
                f"the load generator ({args.processes} processes x {args.threads} threads) shares the machine", lines)
+
 
 if __name__ == "__main__":
     main()

@@ -21,3 +21,13 @@ def test_load_harness_commits_every_acknowledged_item() -> None:
     assert result["exit_code"] == 0
     assert result["codes"].get("OK", 0) > 0
     assert result["committed_rows"] == result["accepted_items"]
+    assert result["peak_rss_mib"] > 50 and result["bytes_per_item"] > 0 and result["commits_per_table_per_min"] > 0
+
+
+@pytest.mark.integration
+def test_load_harness_measures_the_rotel_ceiling_at_a_fixed_rate() -> None:
+    result = run("traces", 100, seconds=1.0, settings=[], processes=1, threads=2, rate=2000, target="rotel")
+    assert result["exit_code"] == 0
+    assert result["codes"] == {"OK": result["accepted_items"] // 100}
+    # Paced, not flat out: about 2,000 items a second were offered for one second.
+    assert 1000 <= result["accepted_items"] <= 3000
