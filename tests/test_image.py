@@ -12,7 +12,7 @@ import venv
 
 import pytest
 
-from tests.integration.server import free_port, wait_serving
+from tests.integration.server import clean_environ, free_port, wait_serving
 from tests.tools import ROOT
 
 pytestmark = pytest.mark.integration
@@ -43,7 +43,7 @@ def test_a_wheel_from_the_repository_installs_fresh_and_serves(tmp_path: pathlib
     assert "tests/" not in listing.stdout and "bench/" not in listing.stdout
     assert "pytest" not in subprocess.run([str(python), "-m", "pip", "list"], capture_output=True, text=True).stdout
 
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("OTLP2PARQUET_")}
+    environ = clean_environ()
     environ["PATH"] = f"{env_dir / 'bin'}{os.pathsep}{environ['PATH']}"
     port = free_port()
     data = tmp_path / "data"

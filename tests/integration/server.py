@@ -9,10 +9,13 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.table import Table
 
@@ -37,6 +40,11 @@ def wait_serving(address: str, proc: subprocess.Popen, log_path: pathlib.Path, s
     raise TimeoutError(f"health never became {status}:\n{log_path.read_text()}")
 
 
+def clean_environ(*prefixes: str) -> dict[str, str]:
+    """This process's environment without our own variables (and any other `prefixes`): a test sets its own."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("OTLP2PARQUET_", *prefixes))}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -51,7 +59,7 @@ class ServerProcess:
         self.metrics_address = f"127.0.0.1:{free_port()}"
         self.log_path = base / "server.log"
         base.mkdir(parents=True, exist_ok=True)
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("OTLP2PARQUET_")}
+        environ = clean_environ()
         environ["OTLP2PARQUET_METRICS_LISTEN"] = self.metrics_address
         environ.update(env or {})
         self._log = self.log_path.open("w")
@@ -95,3 +103,29 @@ class ServerProcess:
 
     def table(self, name: str) -> Table:
         return self.catalog().load_table(f"otel.{name}")
+
+
+def get(server: ServerProcess, path: str) -> tuple[int, str]:
+    """GET a path of the server's telemetry endpoint: (status, body)."""
+    try:
+        with urllib.request.urlopen(f"http://{server.metrics_address}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def scrape(server: ServerProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every /metrics sample, keyed by name and sorted labels."""
+    _, text = get(server, "/metrics")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def commit_retries(server: ServerProcess) -> dict[str, float]:
+    """Commit retries by the error that caused them, summed over tables."""
+    found: dict[str, float] = {}
+    for (name, labels), count in scrape(server).items():
+        if name == "otlp2parquet_iceberg_commit_retries_total":
+            error = dict(labels)["error"]
+            found[error] = found.get(error, 0.0) + count
+    return found

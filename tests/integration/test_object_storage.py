@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from bench.workload import requests
 from otlp2parquet.config import load_settings
 from otlp2parquet.writer.catalogs import build_catalog
 from tests import duck
-from tests.integration.server import ServerProcess
+from tests.integration.server import ServerProcess, clean_environ
 from tests.services.s3 import S3
 
 SPANS, LOGS, REQUESTS = 300, 250, 4
@@ -50,7 +49,7 @@ def test_iceberg_warehouse_on_s3_is_readable_by_duckdb_and_maintained_there(
     # Maintenance works on the object store too: an unreferenced object is found and removed.
     orphan = "warehouse/otel/traces/data/orphan-from-a-failed-commit.parquet"
     s3.client.put_object(Bucket=bucket, Key=orphan, Body=b"not referenced by any snapshot")
-    cli_env = {k: v for k, v in os.environ.items() if not k.startswith("OTLP2PARQUET_")} | env
+    cli_env = clean_environ() | env
     done = subprocess.run([sys.executable, "-m", "otlp2parquet", "maintain", "--base-path", str(server.base),
                            "--table", "traces", "--orphans-older-than", "0s"],
                           capture_output=True, text=True, env=cli_env, timeout=120)

@@ -7,7 +7,6 @@ import pathlib
 import subprocess
 import sys
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 
 import pyarrow.compute as pc
@@ -18,7 +17,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 from bench.load import METHODS
 from bench.workload import requests
 from otlp2parquet.writer.iceberg import FLUSH_ID
-from tests.integration.server import ServerProcess
+from tests.integration.server import ServerProcess, clean_environ, commit_retries
 from tests.services.rest_catalog import RestCatalogServer, sigv4_valid
 from tests.waiting import wait_for
 
@@ -46,16 +45,6 @@ def _send_traces(server: ServerProcess) -> None:
         call(payload, timeout=30)
 
 
-def _retries(server: ServerProcess) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://{server.metrics_address}/metrics", timeout=5).read().decode()
-    found: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("otlp2parquet_iceberg_commit_retries_total{"):
-            kind = line.split('error="', 1)[1].split('"', 1)[0]
-            found[kind] = found.get(kind, 0) + float(line.rsplit(" ", 1)[1])
-    return found
-
-
 def test_token_auth_conflicts_and_a_lost_commit_response(
         rest: RestCatalogServer, backing: SqlCatalog, start_server: Callable[..., ServerProcess]) -> None:
     # The first commits meet two 409s (pyiceberg retries them itself), then one applied commit whose response
@@ -69,8 +58,8 @@ def test_token_auth_conflicts_and_a_lost_commit_response(
         snapshot = backing.load_table("otel.traces").current_snapshot() if backing.table_exists("otel.traces") else None
         return int(snapshot.summary["total-records"]) if snapshot and snapshot.summary else 0
 
-    assert wait_for(lambda: committed() == SPANS * REQUESTS and sum(_retries(server).values()) >= 3, timeout=60)
-    retries = _retries(server)
+    assert wait_for(lambda: committed() == SPANS * REQUESTS and sum(commit_retries(server).values()) >= 3, timeout=60)
+    retries = commit_retries(server)
     assert server.stop() == 0
 
     table = backing.load_table("otel.traces")
@@ -90,19 +79,13 @@ def test_token_auth_conflicts_and_a_lost_commit_response(
 def test_a_wrong_token_stops_start_up_without_printing_it(rest: RestCatalogServer, tmp_path: pathlib.Path) -> None:
     env = {"OTLP2PARQUET_CATALOG_URI": rest.uri, "OTLP2PARQUET_REST_TOKEN": "wrong-token-91c2"}
     done = subprocess.run([sys.executable, "-m", "otlp2parquet", "serve", "--base-path", str(tmp_path / "s"),
-                           "--listen", "127.0.0.1:0"], env={**_clean_env(), **env, **QUIET},
+                           "--listen", "127.0.0.1:0"], env={**clean_environ("AWS_"), **env, **QUIET},
                           capture_output=True, text=True, timeout=60)
     output = done.stdout + done.stderr
     assert done.returncode == 1
     assert f"cannot open the rest catalog at {rest.uri}: UnauthorizedError" in output
     assert "missing or wrong bearer token" in output and "Traceback" not in output
     assert "wrong-token-91c2" not in output
-
-
-def _clean_env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if not k.startswith(("OTLP2PARQUET_", "AWS_"))}
 
 
 def test_s3_tables_requests_carry_a_valid_sigv4_signature_for_s3tables(
@@ -113,7 +96,7 @@ def test_s3_tables_requests_carry_a_valid_sigv4_signature_for_s3tables(
         arn = "arn:aws:s3tables:us-east-2:111122223333:bucket/otel"
         # The endpoint derived from the ARN is replaced by the local server; everything else is as in production.
         server = start_server(env={
-            **_clean_env(), **QUIET, "OTLP2PARQUET_S3_TABLES_ARN": arn,
+            **clean_environ("AWS_"), **QUIET, "OTLP2PARQUET_S3_TABLES_ARN": arn,
             "OTLP2PARQUET_ICEBERG__CATALOG_PROPERTIES": json.dumps({"uri": signed.uri}),
             "AWS_ACCESS_KEY_ID": credentials.access_key, "AWS_SECRET_ACCESS_KEY": credentials.secret_key})
         _send_traces(server)

@@ -6,7 +6,6 @@ import collections
 import pathlib
 import re
 import threading
-import urllib.request
 from collections.abc import Callable
 
 import pyarrow.compute as pc
@@ -15,7 +14,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 from bench.load import METHODS
 from bench.workload import requests
 from otlp2parquet.writer.iceberg import WRITER_ID
-from tests.integration.server import ServerProcess
+from tests.integration.server import ServerProcess, commit_retries
 from tests.services.postgres import Postgres
 from tests.waiting import wait_for
 
@@ -23,12 +22,6 @@ SIDECARS = 3
 REQUESTS = 30
 SPANS = 200
 RETRY_LINE = re.compile(r"Commit failed due to a concurrent update, retrying|commit to \S+ failed, retrying")
-
-
-def _retries(server: ServerProcess) -> float:
-    text = urllib.request.urlopen(f"http://{server.metrics_address}/metrics", timeout=5).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("otlp2parquet_iceberg_commit_retries_total{"))
 
 
 def _send_all(server: ServerProcess, payloads: list[bytes], failures: list[str]) -> None:
@@ -66,7 +59,7 @@ def test_three_sidecars_append_to_one_postgres_catalog_exactly_once(
         return int(snapshot.summary["total-records"]) if snapshot and snapshot.summary else 0
 
     assert wait_for(lambda: committed() >= expected, timeout=60), f"{committed()} of {expected} rows committed"
-    retries = [_retries(s) for s in servers]
+    retries = [sum(commit_retries(s).values()) for s in servers]
     for server in servers:
         assert server.stop() == 0
 

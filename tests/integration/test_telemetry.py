@@ -4,36 +4,19 @@ from __future__ import annotations
 
 import sqlite3
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 
 import grpc
 import pytest
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench.workload import requests
-from tests.integration.server import ServerProcess
+from tests.integration.server import ServerProcess, get, scrape
 
 pytestmark = pytest.mark.integration
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 LOGS = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
-
-
-def get(server: ServerProcess, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://{server.metrics_address}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def scrape(server: ServerProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    _, text = get(server, "/metrics")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
