@@ -200,6 +200,13 @@ class Settings(BaseSettings):
     def writer_id(self) -> str:
         return self.writer.writer_id or socket.gethostname()
 
+    def configured_catalogs(self) -> list[str]:
+        """The catalogs that are set, in order of precedence (docs/catalogs.md); empty means the embedded one."""
+        ice = self.iceberg
+        return [kind for kind, present in (
+            ("s3tables", ice.s3_tables_arn), ("r2", ice.r2_account_id or ice.r2_bucket_name),
+            ("uri", ice.catalog_uri), ("glue", ice.glue_region)) if present]
+
     def wal_dir(self) -> pathlib.Path:
         return pathlib.Path(self.wal.dir) if self.wal.dir else pathlib.Path(self.writer.base_path) / "wal"
 
@@ -293,8 +300,7 @@ def _check_remote_base_path(settings: Settings) -> None:
     if settings.wal.enabled and not settings.wal.dir:
         raise ConfigError(f"writer.base_path is {base}: set wal.dir (OTLP2PARQUET_WAL_DIR) to a local directory "
                           "for the write-ahead log")
-    ice = settings.iceberg
-    if ice.enabled and not (ice.catalog_uri or ice.s3_tables_arn or ice.r2_account_id or ice.glue_region):
+    if settings.iceberg.enabled and not settings.configured_catalogs():
         raise ConfigError(f"writer.base_path is {base}: the embedded SQLite catalog needs a local file; set "
                           "iceberg.catalog_uri or another catalog (or iceberg.enabled = false for plain Parquet)")
 

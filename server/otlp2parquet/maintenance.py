@@ -35,6 +35,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from otlp2parquet.config import Settings
 from otlp2parquet.schemas import TABLES, arrow_schema, table_properties
+from otlp2parquet.writer.catalogs import filesystem
 from otlp2parquet.writer.iceberg import WRITER_ID
 
 log = logging.getLogger(__name__)
@@ -157,22 +158,12 @@ def referenced_files(table: Table) -> set[str]:
     return {_fs_path(p) for p in paths}
 
 
-def _filesystem(table: Table) -> tuple[pafs.FileSystem, str]:
-    """The table's own configured filesystem (endpoint, keys, region) and its root path on it."""
-    from pyiceberg.io.pyarrow import PyArrowFileIO
-
-    if isinstance(table.io, PyArrowFileIO):
-        scheme, netloc, path = PyArrowFileIO.parse_location(table.location(), table.io.properties)
-        return table.io.fs_by_scheme(scheme, netloc), path
-    return pafs.FileSystem.from_uri(table.location())
-
-
 def remove_orphan_files(table: Table, older_than: dt.timedelta, dry_run: bool,
                         progress: Callable[[int], None] | None = None) -> StepReport:
     report = StepReport(table.name()[-1], "orphan-files", dry_run)
     table.refresh()
     keep = referenced_files(table)
-    fs, root = _filesystem(table)
+    fs, root = filesystem(table.io, table.location())
     horizon = dt.datetime.now(dt.UTC) - older_than
     listed = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
     for n, info in enumerate(listed):

@@ -19,7 +19,9 @@ import re
 import time
 from typing import Any
 
+import pyarrow.fs as pafs
 from pyiceberg.catalog import Catalog
+from pyiceberg.io import FileIO
 
 from otlp2parquet.config import Settings, redact_uri
 from otlp2parquet.errors import CatalogError, ConfigError
@@ -31,9 +33,7 @@ S3_TABLES_ARN = re.compile(
 
 def catalog_kind(settings: Settings) -> str:
     ice = settings.iceberg
-    configured = [kind for kind, present in (
-        ("s3tables", ice.s3_tables_arn), ("r2", ice.r2_account_id or ice.r2_bucket_name),
-        ("uri", ice.catalog_uri), ("glue", ice.glue_region)) if present]
+    configured = settings.configured_catalogs()
     if len(configured) > 1:
         log.warning("several catalogs configured; using the first by precedence",
                     extra={"configured": configured, "using": configured[0]})
@@ -57,6 +57,17 @@ def storage_properties(settings: Settings) -> dict[str, str]:
     if ice.s3_path_style:
         props["s3.force-virtual-addressing"] = "false"
     return {k: v for k, v in props.items() if v}
+
+
+def filesystem(io: FileIO, location: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem pyiceberg's FileIO uses for `location` (its endpoint, keys, region), and the path
+    on it; other FileIO implementations fall back to pyarrow's own resolution of the URI."""
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+
+    if isinstance(io, PyArrowFileIO):
+        scheme, netloc, path = PyArrowFileIO.parse_location(location, io.properties)
+        return io.fs_by_scheme(scheme, netloc), path
+    return pafs.FileSystem.from_uri(location)
 
 
 def catalog_properties(settings: Settings) -> dict[str, Any]:
@@ -110,20 +121,20 @@ def catalog_properties(settings: Settings) -> dict[str, Any]:
 
 def build_catalog(settings: Settings) -> Catalog:
     """Open the configured catalog; failing to reach it or being refused is one clear CatalogError."""
+    props = catalog_properties(settings)
     try:
-        return _open_catalog(settings)
-    except (ConfigError, CatalogError):
+        return _open_catalog(settings.iceberg.catalog_name, props)
+    except ConfigError:
         raise
     except Exception as exc:
-        where = redact_uri(str(catalog_properties(settings).get("uri", "")))
+        where = redact_uri(str(props.get("uri", "")))
         raise CatalogError(f"cannot open the {catalog_kind(settings)} catalog at {where}: "
                            f"{type(exc).__name__}: {exc}") from exc
 
 
-def _open_catalog(settings: Settings) -> Catalog:
-    props = dict(catalog_properties(settings))
+def _open_catalog(name: str, properties: dict[str, Any]) -> Catalog:
+    props = dict(properties)
     kind = props.pop("type")
-    name = settings.iceberg.catalog_name
     if kind == "sql":
         from pyiceberg.catalog.sql import SqlCatalog
 

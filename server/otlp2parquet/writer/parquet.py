@@ -52,11 +52,12 @@ class ParquetWriter:
         if "://" in settings.base_path:
             from pyiceberg.io.pyarrow import PyArrowFileIO
 
-            scheme, netloc, path = PyArrowFileIO.parse_location(settings.base_path)
-            self.fs: pafs.FileSystem = PyArrowFileIO(storage or {}).fs_by_scheme(scheme, netloc)
-            self.root, self._scheme = path.rstrip("/"), f"{scheme}://"
+            from otlp2parquet.writer.catalogs import filesystem
+
+            self.fs, path = filesystem(PyArrowFileIO(storage or {}), settings.base_path)
+            self.root, self._scheme = path.rstrip("/"), settings.base_path.split("://", 1)[0] + "://"
         else:
-            self.fs = pafs.LocalFileSystem()
+            self.fs: pafs.FileSystem = pafs.LocalFileSystem()
             self.root, self._scheme = str(pathlib.Path(settings.base_path).resolve()), ""
         self._local = isinstance(self.fs, pafs.LocalFileSystem)
 
