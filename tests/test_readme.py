@@ -28,18 +28,27 @@ def shell_commands() -> list[str]:
             for line in block.splitlines() if line.strip()]
 
 
-def _stop_group(proc: subprocess.Popen, timeout: float = 60) -> None:
-    """SIGTERM the command's whole process group (make and the server) and wait until all of it is gone."""
+def _stop_group(proc: subprocess.Popen, log: pathlib.Path, timeout: float = 60) -> None:
+    """SIGTERM the command's whole process group (make and the server) and wait until all of it is gone.
+
+    If it hangs, SIGQUIT makes the server print every thread's stack into the log, which the failure shows.
+    """
     os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             os.killpg(proc.pid, 0)
         except ProcessLookupError:
+            proc.wait()
             return
+        proc.poll()
         time.sleep(0.1)
-    raise TimeoutError("the server did not exit after SIGTERM")
+    os.killpg(proc.pid, signal.SIGQUIT)
+    time.sleep(2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    pytest.fail(f"the server did not exit within {timeout:.0f} s of SIGTERM; its log ends:\n"
+                + log.read_text()[-6000:])
 
 
 def _run_python(code: str, cwd: pathlib.Path) -> str:
@@ -75,7 +84,7 @@ def test_make_run_then_send_then_query(tmp_path: pathlib.Path) -> None:
         send, query = blocks("python")
         _run_python(send.replace("127.0.0.1:4317", f"127.0.0.1:{port}"), tmp_path)
     finally:
-        _stop_group(proc)
+        _stop_group(proc, log)
     assert '"message": "stopped"' in log.read_text() and '"clean": true' in log.read_text()
     printed = _run_python(query, tmp_path)
     assert printed.startswith("10 spans\n")
@@ -94,9 +103,15 @@ def test_the_collector_listen_command_serves(tmp_path: pathlib.Path) -> None:
                                      "OTLP2PARQUET_METRICS_LISTEN": f"127.0.0.1:{free_port()}"})
     try:
         wait_serving(f"127.0.0.1:{port}", proc, log, timeout=120)
+        proc.send_signal(signal.SIGQUIT)  # an operator's "where is it stuck?": stacks in the log, still serving
+        deadline = time.monotonic() + 10
+        while "Current thread" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        wait_serving(f"127.0.0.1:{port}", proc, log)
     finally:
-        _stop_group(proc)
+        _stop_group(proc, log)
     assert proc.returncode == 0
+    assert 'File "' in log.read_text() and "in serve" in log.read_text()
 
 
 def test_the_collector_snippet_points_at_the_sidecar_command() -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import faulthandler
 import json
 import logging
 import signal
+import socket
 import sys
-import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from otlp2parquet import __version__
@@ -105,15 +107,36 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return flags
 
 
+def _stop_signals() -> Callable[[], int]:
+    """Install SIGTERM/SIGINT handlers; returns a function that blocks until one arrives and returns its number.
+
+    The handlers take no lock: one that sets a threading.Event can deadlock when a second signal (make forwards
+    SIGTERM to its child) arrives while the main thread holds the Event's lock. They note the signal, and the
+    wake-up socket (which gets a byte for every handled signal, not only these) wakes the waiting main thread.
+    SIGQUIT prints every thread's stack to stderr and the server goes on, for a hung shutdown.
+    """
+    received: list[int] = []
+    readable, writable = socket.socketpair()
+    writable.setblocking(False)
+    signal.set_wakeup_fd(writable.fileno(), warn_on_full_buffer=False)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda number, _: received.append(number))
+    faulthandler.register(signal.SIGQUIT, all_threads=True)
+
+    def wait() -> int:
+        while not received:
+            readable.recv(64)
+        return received[0]
+    return wait
+
+
 def serve(settings: Settings) -> int:
     from otlp2parquet.service import Service
 
     service = Service(settings)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    wait_for_stop = _stop_signals()
     service.start()
-    stop.wait()
+    logging.getLogger("otlp2parquet").info("stopping on %s", signal.Signals(wait_for_stop()).name)
     ok = service.stop()
     if not ok:
         logging.getLogger("otlp2parquet").error("exiting with unwritten data; see the flush errors above")
