@@ -4,28 +4,42 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 
 import pyarrow as pa
 
 from otlp2parquet.buffer import Buffer, Drained
 from otlp2parquet.config import BufferSettings
 from otlp2parquet.flush import Flusher
-from otlp2parquet.writer import WriteResult
+from otlp2parquet.writer import Staged, WriteResult
 from tests.waiting import wait_for
 
 
 class RecordingWriter:
-    """Records flushes; fails while `fail` is set."""
+    """Records stagings in `log` and commits in `commits`; staging fails while `fail` is set, committing while
+    `fail_commit` is."""
 
-    def __init__(self, table: str, log: list[tuple[str, int, float]], fail: threading.Event) -> None:
-        self.table, self.log, self.fail = table, log, fail
+    def __init__(self, table: str, log: list[tuple[str, int, float]], fail: threading.Event,
+                 commits: list[tuple[str, str, int]], fail_commit: threading.Event) -> None:
+        self.table, self.log, self.fail, self.commits, self.fail_commit = table, log, fail, commits, fail_commit
+        self.failed_commit_ids: list[str] = []
 
-    def write(self, drained: Drained, flush_id: str) -> WriteResult:
+    def stage(self, drained: Drained, flush_id: str) -> Staged:
         if self.fail.is_set():
             raise OSError("disk full (injected)")
-        rows = drained.rows
-        self.log.append((self.table, rows, time.monotonic()))
-        return WriteResult(self.table, [], 0, rows, committed_to_catalog=False)
+        self.log.append((self.table, drained.rows, time.monotonic()))
+        return Staged(self.table, [flush_id], 0, drained.rows, drained.watermark)
+
+    def commit(self, staged: Sequence[Staged], commit_id: str) -> WriteResult:
+        if self.fail_commit.is_set():
+            self.failed_commit_ids.append(commit_id)
+            raise OSError("catalog down (injected)")
+        self.commits.append((self.table, commit_id, len(staged)))
+        return WriteResult(self.table, [p for s in staged for p in s.paths], 0, sum(s.rows for s in staged),
+                           committed_to_catalog=True)
+
+    def write(self, drained: Drained, flush_id: str) -> WriteResult:
+        return self.commit([self.stage(drained, flush_id)], flush_id)
 
     def committed_lsn(self) -> int:
         return 0
@@ -38,13 +52,22 @@ def _batch(rows: int) -> pa.RecordBatch:
     return pa.record_batch({"x": pa.array(range(rows), pa.int64())})
 
 
-def _flusher(**limits: float) -> tuple[Buffer, Flusher, list[tuple[str, int, float]], threading.Event]:
+def _flusher(commit_interval_s: float = 0.0, **limits: float
+             ) -> tuple[Buffer, Flusher, list[tuple[str, int, float]], threading.Event]:
+    flusher, log, fail, _, _ = _committing_flusher(commit_interval_s, **limits)
+    return flusher.buffer, flusher, log, fail
+
+
+def _committing_flusher(commit_interval_s: float = 0.0, **limits: float) -> tuple[
+        Flusher, list[tuple[str, int, float]], threading.Event, list[tuple[str, str, int]], threading.Event]:
     log: list[tuple[str, int, float]] = []
-    fail = threading.Event()
+    commits: list[tuple[str, str, int]] = []
+    fail, fail_commit = threading.Event(), threading.Event()
     buffer = Buffer(BufferSettings(**limits))
-    flusher = Flusher(buffer, lambda table: RecordingWriter(table, log, fail), tables=["logs", "traces"])
+    flusher = Flusher(buffer, lambda table: RecordingWriter(table, log, fail, commits, fail_commit),
+                      tables=["logs", "traces"], commit_interval_s=commit_interval_s)
     flusher.start()
-    return buffer, flusher, log, fail
+    return flusher, log, fail, commits, fail_commit
 
 
 def test_age_timer_fires_without_new_traffic() -> None:
@@ -81,12 +104,55 @@ def test_a_failed_flush_keeps_its_rows_and_memory_and_retries_them() -> None:
     assert flusher.close()
 
 
-def test_a_flush_failing_at_shutdown_is_reported() -> None:
+def test_a_flush_failing_at_shutdown_is_reported_and_its_wal_records_are_kept() -> None:
     buffer, flusher, log, fail = _flusher(max_age_s=60)
-    buffer.offer({"logs": _batch(3)})
+    buffer.offer({"logs": _batch(3)}, lsn=7)
     fail.set()
-    assert not flusher.close(), "close reports rows that were not written (the WAL still has them)"
+    assert not flusher.close(), "close reports rows that were not written"
     assert log == []
+    assert buffer.committed_through() == 6, "LSN 7 must stay in the WAL for the next start"
+
+
+def test_a_commit_failing_at_shutdown_keeps_the_wal_records() -> None:
+    flusher, log, _, commits, fail_commit = _committing_flusher(max_age_s=60)
+    flusher.buffer.offer({"traces": _batch(3)}, lsn=4)
+    fail_commit.set()
+    assert not flusher.close()
+    assert [(t, r) for t, r, _ in log] == [("traces", 3)] and commits == []
+    assert flusher.buffer.committed_through() == 3
+
+
+def test_under_load_a_table_gets_one_commit_per_interval_holding_many_flushes() -> None:
+    flusher, log, _, commits, _ = _committing_flusher(commit_interval_s=1.0, max_rows=10, max_age_s=60)
+    buffer = flusher.buffer
+    buffer.offer({"traces": _batch(10)}, lsn=1)
+    assert wait_for(lambda: len(commits) == 1), "the first flush commits at once"
+    for lsn in (2, 3, 4):
+        buffer.offer({"traces": _batch(10)}, lsn=lsn)
+        assert wait_for(lambda lsn=lsn: len(log) == lsn), "rows triggers still write files at once"
+    assert buffer.used_bytes == 0, "written files free their memory before the commit"
+    assert len(commits) == 1 and buffer.committed_through() == 1, "the WAL keeps what is not committed yet"
+    assert wait_for(lambda: len(commits) == 2, timeout=5)
+    assert commits[1][2] == 3, "one commit for the three flushes of the interval"
+    assert buffer.committed_through() == 4
+    assert flusher.close()
+
+
+def test_while_commits_fail_nothing_more_is_staged_and_the_retry_keeps_its_commit_id() -> None:
+    flusher, log, _, commits, fail_commit = _committing_flusher(max_rows=10, max_age_s=60)
+    buffer = flusher.buffer
+    fail_commit.set()
+    buffer.offer({"logs": _batch(10)}, lsn=1)
+    assert wait_for(lambda: flusher.stats["logs"].failures == 1)
+    buffer.offer({"logs": _batch(10)}, lsn=2)
+    time.sleep(0.3)
+    assert len(log) == 1 and buffer.used_bytes == 80, "the new rows wait in memory: back-pressure"
+    fail_commit.clear()
+    assert wait_for(lambda: len(commits) == 2, timeout=10)
+    assert commits[0][2] == 1 and commits[1][2] == 1
+    assert flusher.writer("logs").failed_commit_ids == [commits[0][1]], "a retried commit is recognisable"
+    assert buffer.committed_through() == 2
+    assert flusher.close()
 
 
 def test_close_flushes_everything_left() -> None:

@@ -1,7 +1,8 @@
 """Bounded in-memory buffer: one queue of Arrow batches per table under one global memory budget.
 
-Bytes count from `offer` until the flush that took them has committed (`release`); a failed flush puts its
-batches back (`requeue`) and they keep counting. That is what turns a slow or absent catalog into back-pressure
+Bytes count from `offer` until the flush that took them has written its data files (`written`); a failed flush
+puts its batches back (`requeue`) and they keep counting. Their LSNs stay pinned, so the WAL keeps them, until
+the commit that makes those files visible (`committed`). That is what turns a slow or absent catalog into back-pressure
 on the Collector rather than into unbounded memory or lost data.
 
 Every batch carries the LSN of the request it came from, and offers are serialised, so queue order is LSN
@@ -33,6 +34,7 @@ class _TableQueue:
     oldest: float | None = None  # monotonic time of the oldest buffered row
     not_before: float = 0.0  # after a failed flush: no retry before this time (unless forced)
     in_flight: int | None = None  # lowest LSN of a flush being written
+    staged: int | None = None  # lowest LSN of flushes written but not yet committed
 
 
 @dataclass(frozen=True)
@@ -141,17 +143,30 @@ class Buffer:
         if reason is None:
             return None
         drained = Drained(table, q.batches, q.lsns, self.last_lsn, q.rows, q.bytes, reason)
-        self._queues[table] = _TableQueue(in_flight=q.lsns[0])
+        self._queues[table] = _TableQueue(in_flight=q.lsns[0], staged=q.staged)
         if not any(other.batches for other in self._queues.values()):
             self._pressure = False
         return drained
 
-    def release(self, drained: Drained) -> None:
-        """`drained` is committed: free its bytes in the budget."""
+    def written(self, drained: Drained) -> None:
+        """`drained` is in data files: free its bytes in the budget; its LSNs stay pinned until `committed`."""
         with self._lock:
             self._used -= drained.bytes
-            self._queues[drained.table].in_flight = None
+            q = self._queues[drained.table]
+            q.in_flight = None
+            if drained.lsns:
+                q.staged = drained.lsns[0] if q.staged is None else min(q.staged, drained.lsns[0])
             self.changed.notify_all()
+
+    def committed(self, table: str) -> None:
+        """Every staged flush of `table` is committed: the WAL may drop them."""
+        with self._lock:
+            self._queues[table].staged = None
+
+    def release(self, drained: Drained) -> None:
+        """`drained` is written and committed in one step."""
+        self.written(drained)
+        self.committed(drained.table)
 
     def requeue(self, drained: Drained, retry_in_s: float) -> None:
         """`drained` failed: put it back in front of newer rows; it keeps its bytes and is retried later."""
@@ -170,7 +185,7 @@ class Buffer:
         """The highest LSN below which every offered row has been committed (everything older can be trimmed)."""
         with self._lock:
             pending = [lsn for q in self._queues.values()
-                       for lsn in ((q.lsns[0] if q.lsns else None), q.in_flight) if lsn is not None]
+                       for lsn in ((q.lsns[0] if q.lsns else None), q.in_flight, q.staged) if lsn is not None]
             return min(pending) - 1 if pending else self.last_lsn
 
     def next_deadline(self, table: str) -> float | None:

@@ -127,6 +127,9 @@ class IcebergSettings(_Section):
     partition_by_service: bool = Field(False, description="add identity(ServiceName) to the partition spec")
     commit_max_attempts: int = Field(6, gt=0)
     commit_max_elapsed_s: float = Field(120.0, gt=0)
+    commit_interval_s: float | None = Field(
+        None, ge=0, description="at most one commit per table this often (default: buffer.max_age_s); row and byte "
+                                "flushes in between write data files that the next commit appends together")
 
 
 class WalSettings(_Section):
@@ -206,6 +209,13 @@ class Settings(BaseSettings):
         return [kind for kind, present in (
             ("s3tables", ice.s3_tables_arn), ("r2", ice.r2_account_id or ice.r2_bucket_name),
             ("uri", ice.catalog_uri), ("glue", ice.glue_region)) if present]
+
+    def commit_interval_s(self) -> float:
+        """Plain Parquet files are final when written, so they have nothing to wait for."""
+        if not self.iceberg.enabled:
+            return 0.0
+        interval = self.iceberg.commit_interval_s
+        return self.buffer.max_age_s if interval is None else interval
 
     def wal_dir(self) -> pathlib.Path:
         return pathlib.Path(self.wal.dir) if self.wal.dir else pathlib.Path(self.writer.base_path) / "wal"

@@ -46,7 +46,8 @@ class Service:
         self.buffer = Buffer(settings.buffer)
         self.wal = WriteAheadLog(settings.wal_dir(), settings.wal) if settings.wal.enabled else None
         self.flusher = Flusher(self.buffer, writers or build_writer_factory(settings, self.telemetry),
-                               on_committed=self._trim, telemetry=self.telemetry)
+                               on_committed=self._trim, telemetry=self.telemetry,
+                               commit_interval_s=settings.commit_interval_s())
         self.receiver = Receiver(self.buffer, self.wal, self.telemetry)
         self.telemetry.add_live(self._live_metrics)
         self.http = None

@@ -57,6 +57,21 @@ def test_a_flush_is_one_snapshot_with_its_flush_id(tmp_path: pathlib.Path) -> No
     assert result.file_size == sum(pathlib.Path(p.removeprefix("file://")).stat().st_size for p in result.paths)
 
 
+def test_staged_flushes_are_invisible_until_one_commit_appends_them_all(tmp_path: pathlib.Path) -> None:
+    settings = _settings(tmp_path)
+    catalog = _catalog(settings)
+    writer = IcebergWriter("traces", catalog, settings, "sidecar-a")
+    staged = [writer.stage(drained("traces", [_spans(100, seed)], first_lsn=seed * 10), f"flush-{seed}")
+              for seed in (1, 2, 3)]
+    table = catalog.load_table("otel.traces")
+    assert table.snapshots() == [] and _span_ids(catalog) == [], "staged files are not in the table yet"
+    result = writer.commit(staged, "commit-1")
+    (snapshot,) = catalog.load_table("otel.traces").snapshots()
+    assert snapshot.summary.get(FLUSH_ID) == "commit-1" and snapshot.summary.get("added-data-files") == "3"
+    assert result.rows == 300 and len(_span_ids(catalog)) == 300
+    assert writer.committed_lsn() == 30, "the commit records the highest watermark of its flushes"
+
+
 def test_files_are_sorted_partitioned_by_day_and_readable_by_duckdb(tmp_path: pathlib.Path) -> None:
     settings = _settings(tmp_path)
     catalog = _catalog(settings)

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 from otlp2parquet.config import Settings
 from otlp2parquet.errors import CatalogError
 from otlp2parquet.telemetry import Telemetry
-from otlp2parquet.writer.base import TableWriter, WriteResult, WriterFactory
+from otlp2parquet.writer.base import Staged, TableWriter, WriteResult, WriterFactory
 from otlp2parquet.writer.parquet import ParquetWriter
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
 
-__all__ = ["TableWriter", "WriteResult", "WriterFactory", "build_writer_factory"]
+__all__ = ["Staged", "TableWriter", "WriteResult", "WriterFactory", "build_writer_factory"]
 
 
 def build_writer_factory(settings: Settings, telemetry: Telemetry | None = None) -> WriterFactory:

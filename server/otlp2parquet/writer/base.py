@@ -1,9 +1,14 @@
-"""The writer interface (the seed's `OtlpWriter`): write one table's flush, get a `WriteResult` back."""
+"""The writer interface (the seed's `OtlpWriter`): stage flushes as data files, commit them together.
+
+Staging frees a flush's memory as soon as its files are written; the commit that makes them visible can wait
+(Iceberg: at most one commit per table per interval). `write` is one flush staged and committed at once.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from otlp2parquet.buffer import Drained
 
@@ -18,11 +23,32 @@ class WriteResult:
     snapshot_id: int | None = None
 
 
+@dataclass(frozen=True)
+class Staged:
+    """One flush's data files, written but not yet committed."""
+
+    table: str
+    paths: list[str]
+    file_size: int
+    rows: int
+    watermark: int  # the flush's WAL watermark
+    files: list[Any] = field(default_factory=list)  # the writer's own handles (Iceberg DataFiles)
+
+
 class TableWriter(Protocol):
     """Writes the flushes of one table. Each instance is used by one thread only (one committer per table)."""
 
     def write(self, drained: Drained, flush_id: str) -> WriteResult:
         """Write and commit `drained`, recording its watermark; raise if it is not committed."""
+        ...
+
+    def stage(self, drained: Drained, flush_id: str) -> Staged:
+        """Write `drained` as data files without making them visible; raise if that fails (nothing is staged)."""
+        ...
+
+    def commit(self, staged: Sequence[Staged], commit_id: str) -> WriteResult:
+        """Make the staged files visible in one commit recording the highest watermark. Retrying with the same
+        `commit_id` after a failure never commits twice."""
         ...
 
     def committed_lsn(self) -> int:

@@ -13,10 +13,12 @@ flush which of the returned rows in fact landed.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
 import urllib.parse
+from collections.abc import Sequence
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
@@ -45,7 +47,7 @@ from otlp2parquet.schemas import (
     table_properties,
 )
 from otlp2parquet.telemetry import Telemetry
-from otlp2parquet.writer.base import WriteResult
+from otlp2parquet.writer.base import Staged, WriteResult
 from otlp2parquet.writer.files import MICROS_PER_DAY, encode, merge_sorted, split
 
 log = logging.getLogger(__name__)
@@ -206,33 +208,47 @@ class IcebergWriter:
         committed = self.committed_lsn()
         return [b for b, lsn in zip(drained.batches, drained.lsns, strict=True) if lsn > committed]
 
-    def write(self, drained: Drained, flush_id: str) -> WriteResult:
+    def stage(self, drained: Drained, flush_id: str) -> Staged:
         batches = self._not_yet_committed(drained)
         if not batches:
-            self._in_doubt = False
             log.info("the failed flush had committed after all", extra={"table": self.name})
-            return WriteResult(self.name, [], 0, 0, committed_to_catalog=True)
+            return Staged(self.name, [], 0, 0, drained.watermark)
         data = merge_sorted(self.spec, batches)
-        paths: list[str] = []
         try:
             files = write_data_files(self.table(), self.spec.name, data, flush_id, self.settings)
-            paths = [f.file_path for f in files]
-            snapshot_id = self._commit(files, flush_id, drained.watermark)
-        except Exception as exc:  # the rows go back to the buffer; data files already written are named
+        except Exception as exc:  # the rows go back to the buffer; nothing was committed
+            self._table = None
+            error = TransientWriteError if isinstance(exc, TRANSIENT) else PermanentWriteError
+            raise error(f"writing {self.name} data files failed: {exc}") from exc
+        return Staged(self.name, [f.file_path for f in files], sum(f.file_size_in_bytes for f in files),
+                      data.num_rows, drained.watermark, files)
+
+    def commit(self, staged: Sequence[Staged], commit_id: str) -> WriteResult:
+        files = [f for s in staged for f in s.files]
+        paths = [p for s in staged for p in s.paths]
+        rows = sum(s.rows for s in staged)
+        result = WriteResult(self.name, paths, sum(s.file_size for s in staged), rows, committed_to_catalog=True)
+        if not files:
+            self._in_doubt = False
+            return result
+        try:
+            snapshot_id = self._commit(files, commit_id, max(s.watermark for s in staged))
+        except Exception as exc:  # the data files stay; the commit is retried with the same id
             self.telemetry.commits.labels(self.spec.name, "failed").inc()
             self._in_doubt = True
             self._table = None  # reload next time rather than trust a handle in an unknown state
             level = logging.WARNING if self.settings.iceberg.warn_on_catalog_failure else logging.ERROR
-            log.log(level, "commit to %s failed; the rows stay buffered and in the WAL; data files left: %s",
-                    self.name, " ".join(paths) or "none",
-                    extra={"table": self.name, "flush_id": flush_id, "rows": data.num_rows, "paths": paths,
-                           "error": repr(exc)})
+            log.log(level, "commit to %s failed; the rows stay in the WAL; data files waiting: %s",
+                    self.name, " ".join(paths), extra={"table": self.name, "commit_id": commit_id, "rows": rows,
+                                                       "paths": paths, "error": repr(exc)})
             error = TransientWriteError if isinstance(exc, TRANSIENT) else PermanentWriteError
             raise error(f"commit to {self.name} failed: {exc}") from exc
         self._in_doubt = False
         self.telemetry.commits.labels(self.spec.name, "ok").inc()
-        return WriteResult(self.name, paths, sum(f.file_size_in_bytes for f in files), data.num_rows,
-                           committed_to_catalog=True, snapshot_id=snapshot_id)
+        return dataclasses.replace(result, snapshot_id=snapshot_id)
+
+    def write(self, drained: Drained, flush_id: str) -> WriteResult:
+        return self.commit([self.stage(drained, flush_id)], flush_id)
 
     def close(self) -> None:
         self._table = None

@@ -18,6 +18,7 @@ import json
 import logging
 import pathlib
 import re
+from collections.abc import Sequence
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -26,7 +27,7 @@ from otlp2parquet.buffer import Drained
 from otlp2parquet.config import WriterSettings
 from otlp2parquet.errors import TransientWriteError
 from otlp2parquet.schemas import TABLES
-from otlp2parquet.writer.base import WriteResult
+from otlp2parquet.writer.base import Staged, WriteResult
 from otlp2parquet.writer.files import MICROS_PER_HOUR, content_hash, encode, merge_sorted, split
 
 log = logging.getLogger(__name__)
@@ -115,11 +116,12 @@ class ParquetWriter:
         committed = self._get_state("committed")
         return committed["lsn"] if committed is not None else 0
 
-    def write(self, drained: Drained, flush_id: str) -> WriteResult:
+    def stage(self, drained: Drained, flush_id: str) -> Staged:
+        """Plain files are final once written: staging is the whole job."""
         committed = self.committed_lsn()  # after a failed flush, some returned rows may be written already
         batches = [b for b, lsn in zip(drained.batches, drained.lsns, strict=True) if lsn > committed]
         if not batches:
-            return WriteResult(self.spec.name, [], 0, 0, committed_to_catalog=False)
+            return Staged(self.spec.name, [], 0, 0, drained.watermark)
         table = merge_sorted(self.spec, batches)
         files: list[tuple[str, bytes]] = []
         for hour, service, rows in split(table, self.spec.time_column, MICROS_PER_HOUR,
@@ -137,8 +139,15 @@ class ParquetWriter:
             self.fs.delete_file(self._state("intent"))
         except OSError as exc:
             raise TransientWriteError(f"writing {self.spec.name} Parquet files failed: {exc}") from exc
-        return WriteResult(self.spec.name, [self._scheme + p for p, _ in files], sum(len(d) for _, d in files),
-                           table.num_rows, committed_to_catalog=False)
+        return Staged(self.spec.name, [self._scheme + p for p, _ in files], sum(len(d) for _, d in files),
+                      table.num_rows, drained.watermark)
+
+    def commit(self, staged: Sequence[Staged], commit_id: str) -> WriteResult:
+        return WriteResult(self.spec.name, [p for s in staged for p in s.paths], sum(s.file_size for s in staged),
+                           sum(s.rows for s in staged), committed_to_catalog=False)
+
+    def write(self, drained: Drained, flush_id: str) -> WriteResult:
+        return self.commit([self.stage(drained, flush_id)], flush_id)
 
     def close(self) -> None:
         """Nothing is held open between flushes."""
