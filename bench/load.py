@@ -139,10 +139,12 @@ def _tables(base: pathlib.Path, signal_name: str) -> Tables:
 class Target:
     """A process under load: its address, pid, and how to stop it."""
 
-    def __init__(self, command: list[str], env: dict[str, str], address: str, log: pathlib.Path) -> None:
+    def __init__(self, command: list[str], env: dict[str, str], address: str, log: pathlib.Path,
+                 cpus: int = 0) -> None:
         self.address = address
         self._log = log.open("w")
-        self.proc = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        pin = (lambda: os.sched_setaffinity(0, range(cpus))) if cpus else None
+        self.proc = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=pin)
         self._wait_listening()
 
     def _wait_listening(self) -> None:
@@ -173,7 +175,7 @@ class Target:
         return cpu, rss
 
 
-def _sidecar(base: pathlib.Path, settings: list[str]) -> Target:
+def _sidecar(base: pathlib.Path, settings: list[str], cpus: int = 0) -> Target:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTLP2PARQUET_")}
     for item in settings:
         key, value = item.split("=", 1)
@@ -182,7 +184,7 @@ def _sidecar(base: pathlib.Path, settings: list[str]) -> Target:
     env["OTLP2PARQUET_METRICS_LISTEN"] = f"127.0.0.1:{_free_port()}"
     address = f"127.0.0.1:{_free_port()}"
     target = Target([sys.executable, "-m", "otlp2parquet", "serve", "--listen", address, "--base-path", str(base)],
-                    env, address, base / "server.log")
+                    env, address, base / "server.log", cpus)
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     with grpc.insecure_channel(address) as channel:  # listening is not yet serving: the WAL may be replaying
@@ -222,10 +224,11 @@ def _load(address: str, signal_name: str, items: int, seconds: float, processes:
 
 
 def run(signal_name: str, items: int, seconds: float, settings: list[str], processes: int, threads: int,
-        rate: float = 0.0, target: str = "sidecar") -> dict[str, object]:
-    """One measured run against the sidecar (with `settings`) or against rotel-agent's blackhole exporter."""
+        rate: float = 0.0, target: str = "sidecar", cpus: int = 0) -> dict[str, object]:
+    """One measured run against the sidecar (with `settings`, on the first `cpus` CPUs if set) or against
+    rotel-agent's blackhole exporter."""
     base = pathlib.Path(tempfile.mkdtemp(prefix="otlp2parquet-bench-"))
-    process = _sidecar(base, settings) if target == "sidecar" else _rotel(base)
+    process = _sidecar(base, settings, cpus) if target == "sidecar" else _rotel(base)
     cpu_before = _cpu_seconds(process.proc.pid)
     outcomes, started = _load(process.address, signal_name, items, seconds, processes, threads, rate)
     load_done = time.monotonic()
@@ -240,7 +243,8 @@ def run(signal_name: str, items: int, seconds: float, settings: list[str], proce
     minutes = (finished - started) / 60
     return {
         "target": target,
-        "settings": (" ".join(settings) or "defaults") if target == "sidecar" else "blackhole exporter",
+        "settings": ((" ".join(settings) or "defaults") + (f", {cpus} CPU" if cpus else "")
+                     if target == "sidecar" else "blackhole exporter"),
         "rate": rate,
         "accepted_per_s": accepted / (load_done - started),
         "committed_rows": tables.rows,
@@ -286,6 +290,8 @@ def main() -> None:
     parser.add_argument("--compare", action="append", default=[], metavar="'SECTION.KEY=V [SECTION.KEY=V...]'",
                         help="one configuration per --compare (space-separated settings), run one after another")
     parser.add_argument("--rotel", action="store_true", help="also send the same load to rotel-agent (blackhole)")
+    parser.add_argument("--cpus", action="append", type=int, default=[],
+                        help="pin the sidecar to this many CPUs; repeat (--cpus 1 --cpus 2) to measure scaling")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     configurations = [c.split() for c in args.compare] or [args.set]
@@ -293,10 +299,18 @@ def main() -> None:
     print(HEADER, flush=True)
     results = []
     for configuration in configurations:
-        results.append(run(args.signal, args.items, args.seconds, configuration, args.processes, args.threads,
-                           args.rate))
-        lines.append(line(results[-1]))
-        print(lines[-1], flush=True)
+        for cpus in args.cpus or [0]:
+            results.append(run(args.signal, args.items, args.seconds, configuration, args.processes, args.threads,
+                               args.rate, cpus=cpus))
+            lines.append(line(results[-1]))
+            print(lines[-1], flush=True)
+    if len(args.cpus) > 1:
+        low, high = min(args.cpus), max(args.cpus)
+        by_cpus = dict(zip(args.cpus * len(configurations), results, strict=True))
+        scaling = f"- committed rows/s, {high} CPUs / {low} CPU: " + \
+            f"{by_cpus[high]['committed_per_s'] / by_cpus[low]['committed_per_s']:.2f}"
+        lines.append(scaling)
+        print(scaling, flush=True)
     if args.rotel:
         ceiling = run(args.signal, args.items, args.seconds, [], args.processes, args.threads, args.rate, "rotel")
         lines.append(line(ceiling))

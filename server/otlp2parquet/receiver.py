@@ -15,6 +15,7 @@ With the WAL on, a request is acknowledged only after its bytes are in the log (
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -76,8 +77,12 @@ def invalid_argument(message: str) -> grpc.Status:
 class Receiver:
     """Converts each request and offers its batches to the buffer; knows nothing of writers."""
 
-    def __init__(self, buffer: Buffer, wal: WriteAheadLog | None = None, telemetry: Telemetry | None = None) -> None:
+    def __init__(self, buffer: Buffer, wal: WriteAheadLog | None = None, telemetry: Telemetry | None = None,
+                 conversions: int = 2) -> None:
         self.buffer = buffer
+        # Conversions at once. The GIL serialises much of a conversion anyway; each one in flight holds a decoded
+        # request and its intermediate arrays, and per-thread allocator heaps keep that memory after it is freed.
+        self._converting = threading.BoundedSemaphore(conversions)
         self.wal = wal
         self.telemetry = telemetry or Telemetry()
         self.retry_after_s = buffer.settings.retry_after_s
@@ -101,7 +106,8 @@ class Receiver:
             if self.shutting_down:
                 return self._refused(svc, "shutdown", unavailable("shutting down", self.retry_after_s))
             self.buffer.admit()
-            result = CONVERTERS[svc.signal](request)
+            with self._converting:
+                result = CONVERTERS[svc.signal](request)
             if result.batches:
                 if self.wal is None:
                     self.buffer.offer(result.batches)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from concurrent import futures
 
 import grpc
+import pyarrow as pa
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from pyiceberg.catalog import Catalog
@@ -28,6 +29,7 @@ from otlp2parquet.config import Settings
 from otlp2parquet.convert import CONVERTERS
 from otlp2parquet.errors import ConfigError
 from otlp2parquet.flush import Flusher
+from otlp2parquet.memory import Trimmer
 from otlp2parquet.receiver import SERVICES, Receiver
 from otlp2parquet.telemetry import HttpEndpoints, Metric, Telemetry, gauge
 from otlp2parquet.wal import WriteAheadLog
@@ -48,7 +50,7 @@ class Service:
         self.flusher = Flusher(self.buffer, writers or build_writer_factory(settings, self.telemetry),
                                on_committed=self._trim, telemetry=self.telemetry,
                                commit_interval_s=settings.commit_interval_s())
-        self.receiver = Receiver(self.buffer, self.wal, self.telemetry)
+        self.receiver = Receiver(self.buffer, self.wal, self.telemetry, settings.server.conversions)
         self.telemetry.add_live(self._live_metrics)
         self.http = None
         if settings.telemetry.enabled:
@@ -93,6 +95,10 @@ class Service:
                     ([[t], b] for t, (_, b) in stats.items()))
         yield gauge("buffer_bytes", "Arrow bytes held, including flushes being written", [],
                     [([], self.buffer.used_bytes)])
+        yield gauge("arrow_allocated_bytes", "Bytes allocated by Arrow in this process: buffered, being flushed "
+                    "and being converted", [], [([], pa.total_allocated_bytes())])
+        yield gauge("arrow_peak_bytes", "The most Arrow has had allocated at once since start", [],
+                    [([], pa.default_memory_pool().max_memory())])
         yield gauge("buffer_capacity_bytes", "The memory budget", [],
                     [([], self.settings.buffer.memory_budget_bytes)])
         yield gauge("oldest_unflushed_age_seconds", "Age of the oldest buffered row per table", ["table"],
@@ -108,9 +114,11 @@ class Service:
 
     def _watch_health(self) -> None:
         """NOT_SERVING above the buffer's high-water mark, SERVING again below it."""
+        trimmer = Trimmer()
         while not self._stop_health.is_set():
             with self.buffer.changed:
                 self.buffer.changed.wait(0.5)
+            trimmer.maybe_trim()
             serving = self.buffer.accepting() and not self.receiver.shutting_down
             if serving != self._serving:
                 self._serving = serving

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import pathlib
+import subprocess
+import sys
+
 import pytest
 
 from bench.convert_bench import rate
 from bench.load import run
 from bench.workload import requests
 from otlp2parquet.convert import convert_logs
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_conversion_benchmark_measures_a_rate() -> None:
@@ -31,3 +37,19 @@ def test_load_harness_measures_the_rotel_ceiling_at_a_fixed_rate() -> None:
     assert result["codes"] == {"OK": result["accepted_items"] // 100}
     # Paced, not flat out: about 2,000 items a second were offered for one second.
     assert 1000 <= result["accepted_items"] <= 3000
+
+
+@pytest.mark.integration
+def test_load_harness_pins_the_sidecar_to_the_cpus_asked_for() -> None:
+    result = run("logs", 200, seconds=1.0, settings=["buffer.max_age_s=0.5"], processes=1, threads=1, cpus=1)
+    assert result["exit_code"] == 0 and result["settings"].endswith(", 1 CPU")
+    assert result["committed_rows"] == result["accepted_items"] > 0
+
+
+@pytest.mark.integration
+def test_profile_harness_names_the_sidecars_own_hot_spots() -> None:
+    done = subprocess.run([sys.executable, "-m", "bench.profile", "--signal", "logs", "--seconds", "4", "--top", "5"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "%" in line]
+    assert len(rows) == 5 and any("otlp2parquet/" in row for row in rows)

@@ -1,0 +1,63 @@
+"""Where the sidecar's time goes under load: py-spy samples the running sidecar (only the thread holding the
+GIL, so idle and waiting threads do not count), grouped by the innermost otlp2parquet frame.
+
+    python -m bench.profile --signal traces --seconds 15 --write-results
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import Counter
+
+from bench.load import _load, _sidecar
+from bench.results import append
+
+
+def hot_spots(raw: str, top: int) -> list[tuple[str, float]]:
+    """py-spy's raw (collapsed) stacks -> (frame, share of samples), the frame being the innermost one of ours."""
+    counts: Counter[str] = Counter()
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        ours = [f for f in frames if "otlp2parquet/" in f or "bench/" in f]
+        counts[ours[-1] if ours else frames[-1]] += int(count)
+    total = sum(counts.values()) or 1
+    return [(frame, n / total) for frame, n in counts.most_common(top)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--signal", choices=["traces", "logs", "metrics"], default="traces")
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--write-results", action="store_true")
+    args = parser.parse_args()
+    py_spy = shutil.which("py-spy") or str(pathlib.Path(sys.executable).with_name("py-spy"))
+    base = pathlib.Path(tempfile.mkdtemp(prefix="otlp2parquet-profile-"))
+    sidecar = _sidecar(base, [])
+    out = base / "profile.txt"
+    sampler = threading.Thread(target=subprocess.run, args=([
+        py_spy, "record", "--pid", str(sidecar.proc.pid), "--duration", str(int(args.seconds) - 2), "--gil",
+        "--rate", "200", "--format", "raw", "--output", str(out), "--nonblocking"],), kwargs={"check": True,
+                                                                                            "capture_output": True})
+    sampler.start()
+    _load(sidecar.address, args.signal, 1000, args.seconds, 2, 4, 0.0)
+    sampler.join()
+    sidecar.stop()
+    rows = [f"| {share:.1%} | `{frame}` |" for frame, share in hot_spots(out.read_text(), args.top)]
+    table = ["| share of GIL-held samples | innermost otlp2parquet frame (or the leaf) |", "|---|---|", *rows]
+    print("\n".join(table))
+    if args.write_results:
+        command = "python -m bench.profile " + " ".join(a for a in sys.argv[1:] if a != "--write-results")
+        append(f"Profile ({args.signal}, 1000 items a request, as fast as acked)", command,
+               "py-spy --gil on the sidecar; the load generator (2 processes x 4 threads) shares the machine", table)
+
+
+if __name__ == "__main__":
+    main()

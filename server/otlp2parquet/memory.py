@@ -1,0 +1,47 @@
+"""Process memory: make RSS follow what the buffer holds, so the memory budget bounds the process.
+
+Measured under load (bench/RESULTS.md): with Arrow's default mimalloc pool and glibc's defaults, RSS reached
+three to four times the bytes Arrow had allocated. Freed memory stayed in allocator caches: mimalloc's
+per-thread heaps, glibc's per-thread arenas, and the heap top that glibc trims only past a threshold. So Arrow
+allocates through the system allocator (set before pyarrow is imported), arenas are capped, and a periodic
+`malloc_trim` hands free pages back.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import time
+
+_M_ARENA_MAX = -8
+_libc: ctypes.CDLL | None = None
+
+
+def configure() -> None:
+    """Call before pyarrow is imported. A no-op for settings the operator made in the environment."""
+    global _libc
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "malloc_trim"):  # glibc only
+            _libc = libc
+            if "MALLOC_ARENA_MAX" not in os.environ:
+                libc.mallopt(_M_ARENA_MAX, 2)
+    except OSError:
+        _libc = None
+
+
+class Trimmer:
+    """Calls malloc_trim at most once per `interval_s`; cheap to call often."""
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        self.interval_s = interval_s
+        self._last = 0.0
+
+    def maybe_trim(self) -> None:
+        now = time.monotonic()
+        if _libc is not None and now - self._last >= self.interval_s:
+            self._last = now
+            _libc.malloc_trim(0)

@@ -1,0 +1,23 @@
+"""Allocator set-up: Arrow uses the system allocator unless the operator chose another in the environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+PROBE = "import otlp2parquet, pyarrow; print(pyarrow.default_memory_pool().backend_name)"
+
+
+def _backend(**env: str) -> str:
+    environ = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"} | env
+    return subprocess.run([sys.executable, "-c", PROBE], env=environ, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_arrow_allocates_through_the_system_allocator_so_trimming_returns_memory() -> None:
+    assert _backend() == "system"
+
+
+def test_an_operator_choice_of_arrow_pool_wins() -> None:
+    assert _backend(ARROW_DEFAULT_MEMORY_POOL="jemalloc") == "jemalloc"
