@@ -63,7 +63,7 @@ def test_age_limit_counts_from_the_oldest_row() -> None:
     assert buf.next_deadline("logs") is None
 
 
-def test_bytes_count_until_released_and_high_water_refuses() -> None:
+def test_bytes_count_until_written_and_high_water_refuses() -> None:
     buf = make(Clock(), memory_budget_bytes=1000, high_water_fraction=0.5, max_rows=1)
     buf.offer({"logs": batch(70)})  # 560 bytes: above the 500-byte high-water mark
     assert not buf.accepting()
@@ -73,8 +73,11 @@ def test_bytes_count_until_released_and_high_water_refuses() -> None:
     drained = buf.take("logs")
     assert drained is not None
     assert not buf.accepting(), "data being written still counts against the budget"
-    buf.release(drained)
+    buf.written(drained)
     assert buf.accepting() and buf.used_bytes == 0
+    assert buf.committed_through() == 0, "written is not committed: the WAL keeps LSN 1"
+    buf.committed("logs")
+    assert buf.committed_through() == 1
     buf.offer({"logs": batch(1)})
 
 

@@ -35,8 +35,7 @@ class RecordingWriter:
             self.failed_commit_ids.append(commit_id)
             raise OSError("catalog down (injected)")
         self.commits.append((self.table, commit_id, len(staged)))
-        return WriteResult(self.table, [p for s in staged for p in s.paths], 0, sum(s.rows for s in staged),
-                           committed_to_catalog=True)
+        return WriteResult.of(self.table, staged, committed_to_catalog=True)
 
     def write(self, drained: Drained, flush_id: str) -> WriteResult:
         return self.commit([self.stage(drained, flush_id)], flush_id)

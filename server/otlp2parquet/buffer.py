@@ -163,11 +163,6 @@ class Buffer:
         with self._lock:
             self._queues[table].staged = None
 
-    def release(self, drained: Drained) -> None:
-        """`drained` is written and committed in one step."""
-        self.written(drained)
-        self.committed(drained.table)
-
     def requeue(self, drained: Drained, retry_in_s: float) -> None:
         """`drained` failed: put it back in front of newer rows; it keeps its bytes and is retried later."""
         with self._lock:

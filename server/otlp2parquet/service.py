@@ -113,7 +113,8 @@ class Service:
             self.health.set(name, SERVING if serving else NOT_SERVING)
 
     def _watch_health(self) -> None:
-        """NOT_SERVING above the buffer's high-water mark, SERVING again below it."""
+        """NOT_SERVING above the buffer's high-water mark, SERVING again below it; and, on the same beat, hand
+        freed memory back to the OS."""
         trimmer = Trimmer()
         while not self._stop_health.is_set():
             with self.buffer.changed:

@@ -22,6 +22,12 @@ class WriteResult:
     committed_to_catalog: bool
     snapshot_id: int | None = None
 
+    @classmethod
+    def of(cls, table: str, staged: Sequence[Staged], committed_to_catalog: bool) -> WriteResult:
+        """What committing `staged` together adds up to."""
+        return cls(table, [p for s in staged for p in s.paths], sum(s.file_size for s in staged),
+                   sum(s.rows for s in staged), committed_to_catalog)
+
 
 @dataclass(frozen=True)
 class Staged:

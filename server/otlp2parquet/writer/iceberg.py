@@ -225,9 +225,7 @@ class IcebergWriter:
 
     def commit(self, staged: Sequence[Staged], commit_id: str) -> WriteResult:
         files = [f for s in staged for f in s.files]
-        paths = [p for s in staged for p in s.paths]
-        rows = sum(s.rows for s in staged)
-        result = WriteResult(self.name, paths, sum(s.file_size for s in staged), rows, committed_to_catalog=True)
+        result = WriteResult.of(self.name, staged, committed_to_catalog=True)
         if not files:
             self._in_doubt = False
             return result
@@ -239,8 +237,9 @@ class IcebergWriter:
             self._table = None  # reload next time rather than trust a handle in an unknown state
             level = logging.WARNING if self.settings.iceberg.warn_on_catalog_failure else logging.ERROR
             log.log(level, "commit to %s failed; the rows stay in the WAL; data files waiting: %s",
-                    self.name, " ".join(paths), extra={"table": self.name, "commit_id": commit_id, "rows": rows,
-                                                       "paths": paths, "error": repr(exc)})
+                    self.name, " ".join(result.paths), extra={
+                        "table": self.name, "commit_id": commit_id, "rows": result.rows, "paths": result.paths,
+                        "error": repr(exc)})
             error = TransientWriteError if isinstance(exc, TRANSIENT) else PermanentWriteError
             raise error(f"commit to {self.name} failed: {exc}") from exc
         self._in_doubt = False

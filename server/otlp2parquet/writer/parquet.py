@@ -143,8 +143,7 @@ class ParquetWriter:
                       table.num_rows, drained.watermark)
 
     def commit(self, staged: Sequence[Staged], commit_id: str) -> WriteResult:
-        return WriteResult(self.spec.name, [p for s in staged for p in s.paths], sum(s.file_size for s in staged),
-                           sum(s.rows for s in staged), committed_to_catalog=False)
+        return WriteResult.of(self.spec.name, staged, committed_to_catalog=False)
 
     def write(self, drained: Drained, flush_id: str) -> WriteResult:
         return self.commit([self.stage(drained, flush_id)], flush_id)
