@@ -1,7 +1,7 @@
 """Process memory: make RSS follow what the buffer holds, so the memory budget bounds the process.
 
-Measured under load (bench/RESULTS.md): with Arrow's default mimalloc pool and glibc's defaults, RSS reached
-three to four times the bytes Arrow had allocated. Freed memory stayed in allocator caches: mimalloc's
+Under load, with Arrow's default mimalloc pool and glibc's defaults, RSS was several times the bytes Arrow had
+allocated (compare `otlp2parquet_arrow_allocated_bytes` with RSS). Freed memory stayed in allocator caches: mimalloc's
 per-thread heaps, glibc's per-thread arenas, and the heap top that glibc trims only past a threshold. So Arrow
 allocates through the system allocator (set before pyarrow is imported), arenas are capped, and a periodic
 `malloc_trim` hands free pages back.
