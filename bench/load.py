@@ -5,15 +5,17 @@
 Load comes from separate processes (so the sender's CPU is not the sidecar's), each with a few threads sending
 as fast as acknowledgements allow, or at a fixed total `--rate` of items per second (for latency below
 saturation). Reported: accepted items/s; committed rows (read back from the tables) per second of the run until
-the final commit; items per CPU-second of the sidecar (user+system from /proc, sampled until it exits, so the
-final flush counts); export latency p50/p99; peak RSS (VmHWM); bytes of data files per committed item; commits
-per table per minute; every status code seen. `--rotel` sends the same load to rotel-agent with its blackhole
-exporter, a native receiver that decodes and drops, as the ceiling to compare with.
+the final commit; items per CPU-second of the sidecar and its conversion workers (user+system from /proc, sampled
+until it exits, so the final flush counts); export latency p50/p99; peak RSS (VmHWM of the server plus each
+worker's); bytes of data files per committed item; commits per table per minute; every status code seen.
+`--rotel` sends the same load to rotel-agent with its blackhole exporter, a native receiver that decodes and
+drops, as the ceiling to compare with.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import pathlib
@@ -94,9 +96,25 @@ def _sender(address: str, signal_name: str, payloads: list[bytes], items: int, s
     queue.put(Outcome(codes, latencies, accepted))
 
 
-def _cpu_seconds(pid: int) -> float:
+def _stat_ticks(pid: int, reaped: bool) -> int:
     fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields[11:15 if reaped else 13])
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in pathlib.Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(c) for c in task.read_text().split()]
+    return found
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User+system CPU of `pid`, of the children it has reaped and of those still running (conversion workers)."""
+    ticks = _stat_ticks(pid, reaped=True)
+    for child in _children(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # exited in between: counted once reaped
+            ticks += _stat_ticks(child, reaped=False)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -146,6 +164,21 @@ class Target:
         pin = (lambda: os.sched_setaffinity(0, range(cpus))) if cpus else None
         self.proc = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=pin)
         self._wait_listening()
+        self._child_peaks: dict[int, float] = {}
+        self._sampling = threading.Thread(target=self._sample_children, daemon=True)
+        self._sampling.start()
+
+    def _sample_children(self) -> None:
+        """Peak RSS of each child (the conversion workers) while it lives: they exit before the server does."""
+        while self.proc.poll() is None:
+            try:
+                for child in _children(self.proc.pid):
+                    peak = _peak_rss_mib(child)
+                    if peak == peak:
+                        self._child_peaks[child] = max(self._child_peaks.get(child, 0.0), peak)
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                pass
+            time.sleep(0.2)
 
     def _wait_listening(self) -> None:
         host, port = self.address.rsplit(":", 1)
@@ -159,7 +192,10 @@ class Target:
         raise TimeoutError(f"nothing listens on {self.address}")
 
     def stop(self) -> tuple[float, float]:
-        """SIGTERM, then sample CPU and peak RSS until exit (a final flush counts): (CPU-s, peak RSS MiB)."""
+        """SIGTERM, then sample CPU and peak RSS until exit (a final flush counts): (CPU-s, peak RSS MiB).
+
+        Both include the conversion workers: their CPU once the server has reaped them, and their RSS as the sum
+        of each process's peak, an upper bound (the peaks need not coincide, and shared pages count twice)."""
         cpu = _cpu_seconds(self.proc.pid)
         rss = _peak_rss_mib(self.proc.pid)
         self.proc.send_signal(signal.SIGTERM)
@@ -171,8 +207,9 @@ class Target:
             rss = max(rss, last) if last == last else rss  # a zombie has no VmHWM any more
             time.sleep(0.05)
         self.proc.wait()
+        self._sampling.join()
         self._log.close()
-        return cpu, rss
+        return cpu, rss + sum(self._child_peaks.values())
 
 
 def _sidecar(base: pathlib.Path, settings: list[str], cpus: int = 0) -> Target:

@@ -1,7 +1,11 @@
-"""Where the sidecar's time goes under load: py-spy samples the running sidecar (only the thread holding the
-GIL, so idle and waiting threads do not count), grouped by the innermost otlp2parquet frame.
+"""Where the sidecar's time goes under load: py-spy samples the running sidecar, grouped by the innermost
+otlp2parquet frame.
 
-    python -m bench.profile --signal traces --seconds 15 --write-results
+By default only the thread holding the GIL is sampled: what limits one Python process. With `--all-threads`
+every busy thread of the server and of its conversion workers is sampled, native frames included (zstd,
+Parquet encoding, gRPC): what the CPU-seconds are spent on.
+
+    python -m bench.profile --signal traces --seconds 15 [--all-threads] [--set server.convert_processes=0]
 """
 
 from __future__ import annotations
@@ -36,27 +40,33 @@ def main() -> None:
     parser.add_argument("--signal", choices=["traces", "logs", "metrics"], default="traces")
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--all-threads", action="store_true",
+                        help="sample every busy thread, with native frames, workers included (not only the GIL)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
+    mode = ["--subprocesses"] if args.all_threads else ["--gil", "--nonblocking"]
     py_spy = shutil.which("py-spy") or str(pathlib.Path(sys.executable).with_name("py-spy"))
     base = pathlib.Path(tempfile.mkdtemp(prefix="otlp2parquet-profile-"))
-    sidecar = _sidecar(base, [])
+    sidecar = _sidecar(base, args.set)
     out = base / "profile.txt"
     sampler = threading.Thread(target=subprocess.run, args=([
-        py_spy, "record", "--pid", str(sidecar.proc.pid), "--duration", str(int(args.seconds) - 2), "--gil",
-        "--rate", "200", "--format", "raw", "--output", str(out), "--nonblocking"],), kwargs={"check": True,
+        py_spy, "record", "--pid", str(sidecar.proc.pid), "--duration", str(int(args.seconds) - 2), *mode,
+        "--rate", "200", "--format", "raw", "--output", str(out)],), kwargs={"check": True,
                                                                                             "capture_output": True})
     sampler.start()
     _load(sidecar.address, args.signal, 1000, args.seconds, 2, 4, 0.0)
     sampler.join()
     sidecar.stop()
     rows = [f"| {share:.1%} | `{frame}` |" for frame, share in hot_spots(out.read_text(), args.top)]
-    table = ["| share of GIL-held samples | innermost otlp2parquet frame (or the leaf) |", "|---|---|", *rows]
+    what = "busy-thread samples (server and workers)" if args.all_threads else "GIL-held samples"
+    table = [f"| share of {what} | innermost otlp2parquet frame (or the leaf) |", "|---|---|", *rows]
     print("\n".join(table))
     if args.write_results:
         command = "python -m bench.profile " + " ".join(a for a in sys.argv[1:] if a != "--write-results")
         append(f"Profile ({args.signal}, 1000 items a request, as fast as acked)", command,
-               "py-spy --gil on the sidecar; the load generator (2 processes x 4 threads) shares the machine", table)
+               f"py-spy {' '.join(mode)} on the sidecar ({' '.join(args.set) or 'defaults'}); the load generator "
+               "(2 processes x 4 threads) shares the machine", table)
 
 
 if __name__ == "__main__":

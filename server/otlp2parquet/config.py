@@ -72,7 +72,11 @@ class ServerSettings(_Section):
     max_receive_bytes: int = Field(64 * MiB, gt=0, description="largest accepted request, after decompression")
     reflection: bool = Field(True, description="serve gRPC server reflection (for grpcurl)")
     workers: int = Field(16, gt=0, description="gRPC handler threads; the Collector sends up to 10 at once")
-    conversions: int = Field(2, gt=0, description="requests converted at once; more adds memory, not speed")
+    conversions: int = Field(2, gt=0, description="requests converted at once (at least two per convert process); "
+                             "each holds its decoded request")
+    convert_processes: int = Field(-1, ge=-1, description="worker processes that decode and convert requests, "
+                                   "since decoding holds the GIL; 0: in the server process; -1: one per usable CPU "
+                                   "when there are two or more")
     grace_s: float = Field(10.0, ge=0, description="how long in-flight exports may finish at shutdown")
 
     _listen = field_validator("listen")(lambda value: _host_port(value))

@@ -4,6 +4,7 @@
     ├── ConfigError            invalid settings; raised at start-up only
     ├── CatalogError           the catalog cannot be reached or refuses us at start-up
     ├── ConversionError        a request that cannot be decoded; permanent -> INVALID_ARGUMENT
+    ├── ConverterLostError     a conversion worker process died mid-request; retryable -> UNAVAILABLE + RetryInfo
     ├── BufferFullError        back-pressure; retryable -> UNAVAILABLE + RetryInfo
     ├── WalError               the write-ahead log cannot be written; retryable -> UNAVAILABLE + RetryInfo
     └── WriteError
@@ -20,6 +21,7 @@ __all__ = [
     "CatalogError",
     "ConfigError",
     "ConversionError",
+    "ConverterLostError",
     "Otlp2ParquetError",
     "PermanentWriteError",
     "TransientWriteError",
@@ -42,6 +44,10 @@ class CatalogError(Otlp2ParquetError):
 
 class ConversionError(Otlp2ParquetError):
     """The request bytes are not a valid OTLP message."""
+
+
+class ConverterLostError(Otlp2ParquetError):
+    """A conversion worker process exited mid-request. Nothing was buffered or logged; the client retries."""
 
 
 class BufferFullError(Otlp2ParquetError):

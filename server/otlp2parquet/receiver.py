@@ -30,12 +30,13 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from otlp2parquet.buffer import Buffer
 from otlp2parquet.convert import CONVERTERS, ConversionResult
-from otlp2parquet.errors import BufferFullError, ConversionError, WalError
+from otlp2parquet.errors import BufferFullError, ConversionError, ConverterLostError, WalError
 from otlp2parquet.telemetry import Telemetry
 from otlp2parquet.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_CHARS = 4096
+Converter = Callable[[str, bytes], ConversionResult]  # (signal, request bytes) -> result; in or out of process
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,9 @@ class Receiver:
     """Converts each request and offers its batches to the buffer; knows nothing of writers."""
 
     def __init__(self, buffer: Buffer, wal: WriteAheadLog | None = None, telemetry: Telemetry | None = None,
-                 conversions: int = 2) -> None:
+                 conversions: int = 2, convert: Converter | None = None) -> None:
         self.buffer = buffer
+        self._convert = convert or (lambda signal, request: CONVERTERS[signal](request))
         # Conversions at once. The GIL serialises much of a conversion anyway; each one in flight holds a decoded
         # request and its intermediate arrays, and per-thread allocator heaps keep that memory after it is freed.
         self._converting = threading.BoundedSemaphore(conversions)
@@ -107,7 +109,7 @@ class Receiver:
                 return self._refused(svc, "shutdown", unavailable("shutting down", self.retry_after_s))
             self.buffer.admit()
             with self._converting:
-                result = CONVERTERS[svc.signal](request)
+                result = self._convert(svc.signal, request)
             if result.batches:
                 if self.wal is None:
                     self.buffer.offer(result.batches)
@@ -122,6 +124,10 @@ class Receiver:
             return self._refused(svc, "invalid", invalid_argument(str(exc)))
         except BufferFullError as exc:
             return self._refused(svc, "throttled", unavailable(str(exc), exc.retry_after_s), result)
+        except ConverterLostError as exc:
+            log.error("refusing an export: its conversion worker exited", extra={"signal": svc.signal,
+                                                                             "bytes": len(request)})
+            return self._refused(svc, "internal", unavailable(str(exc), self.retry_after_s))
         except WalError as exc:
             log.error("refusing an export: the WAL cannot be written", extra={"signal": svc.signal, "error": str(exc)})
             return self._refused(svc, "wal", unavailable(str(exc), self.retry_after_s), result)

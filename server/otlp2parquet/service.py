@@ -27,6 +27,7 @@ from tenacity import Retrying, stop_after_delay, wait_random_exponential
 from otlp2parquet.buffer import Buffer
 from otlp2parquet.config import Settings
 from otlp2parquet.convert import CONVERTERS
+from otlp2parquet.convert.pool import ConversionPool, usable_cpus
 from otlp2parquet.errors import ConfigError
 from otlp2parquet.flush import Flusher
 from otlp2parquet.memory import Trimmer
@@ -50,7 +51,14 @@ class Service:
         self.flusher = Flusher(self.buffer, writers or build_writer_factory(settings, self.telemetry),
                                on_committed=self._trim, telemetry=self.telemetry,
                                commit_interval_s=settings.commit_interval_s())
-        self.receiver = Receiver(self.buffer, self.wal, self.telemetry, settings.server.conversions)
+        processes = settings.server.convert_processes
+        if processes < 0:
+            processes = usable_cpus() if usable_cpus() > 1 else 0  # one CPU: a worker only adds the IPC
+        self.pool = ConversionPool(processes) if processes else None
+        # With workers, two requests per worker in flight keep each one busy while the other result travels.
+        conversions = max(settings.server.conversions, 2 * processes)
+        self.receiver = Receiver(self.buffer, self.wal, self.telemetry, conversions,
+                                 self.pool.convert if self.pool else None)
         self.telemetry.add_live(self._live_metrics)
         self.http = None
         if settings.telemetry.enabled:
@@ -206,6 +214,8 @@ class Service:
         if self.http is not None:
             self.http.start()  # /healthz answers during recovery; /ready only after it
         self.recover()
+        if self.pool is not None:
+            log.info("conversion workers started", extra={"pids": self.pool.start()})
         self._recovered = True
         self._set_health(True)
         self.server.start()
@@ -224,6 +234,8 @@ class Service:
         self.receiver.shutting_down = True
         self._set_health(False)
         self.server.stop(self.settings.server.grace_s).wait()
+        if self.pool is not None:
+            self.pool.close()
         ok = self.flusher.close()
         if self.wal is not None:
             self.wal.close()
