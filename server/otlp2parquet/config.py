@@ -76,7 +76,7 @@ class ServerSettings(_Section):
                              "each holds its decoded request")
     convert_processes: int = Field(-1, ge=-1, description="worker processes that decode and convert requests, "
                                    "since decoding holds the GIL; 0: in the server process; -1: one per usable CPU "
-                                   "when there are two or more")
+                                   "(at most 4) when there are two or more")
     grace_s: float = Field(10.0, ge=0, description="how long in-flight exports may finish at shutdown")
 
     _listen = field_validator("listen")(lambda value: _host_port(value))

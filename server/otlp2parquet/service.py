@@ -37,6 +37,9 @@ from otlp2parquet.wal import WriteAheadLog
 from otlp2parquet.writer import WriterFactory, build_writer_factory
 
 log = logging.getLogger(__name__)
+# The most convert processes -1 starts. The WAL, buffer and flushes stay in one process, which more workers
+# cannot speed up; measured only up to two (bench/RESULTS.md).
+AUTO_CONVERT_PROCESSES = 4
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 HEALTH_NAMES = ["", *(svc.service for svc in SERVICES)]
@@ -52,8 +55,8 @@ class Service:
                                on_committed=self._trim, telemetry=self.telemetry,
                                commit_interval_s=settings.commit_interval_s())
         processes = settings.server.convert_processes
-        if processes < 0:
-            processes = usable_cpus() if usable_cpus() > 1 else 0  # one CPU: a worker only adds the IPC
+        if processes < 0:  # one CPU: a worker would only add the IPC; many: the server process is the limit
+            processes = min(usable_cpus(), AUTO_CONVERT_PROCESSES) if usable_cpus() > 1 else 0
         self.pool = ConversionPool(processes) if processes else None
         # With workers, two requests per worker in flight keep each one busy while the other result travels.
         conversions = max(settings.server.conversions, 2 * processes)

@@ -9,11 +9,19 @@ import sys
 import pytest
 
 from bench.convert_bench import rate
+from bench.cost_bench import costs
 from bench.load import run
 from bench.workload import requests
 from otlp2parquet.convert import convert_logs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_cost_benchmark_splits_an_items_cpu_into_our_steps() -> None:
+    per_item = costs("logs", 2, items=200)
+    assert set(per_item) == {"convert (decode + flatten)", "WAL record (checksum + copy)", "sort the flush",
+                             "encode Parquet (zstd, dictionaries, statistics)"}
+    assert per_item["convert (decode + flatten)"] > 0 and per_item["sort the flush"] > 0
 
 
 def test_conversion_benchmark_measures_a_rate() -> None:

@@ -105,6 +105,7 @@ def test_the_collector_points_at_the_sidecar_and_the_sidecar_config_loads(tmp_pa
     assert (settings.buffer.max_age_s, settings.buffer.max_bytes, settings.buffer.max_rows) == (10, 64 * 2**20, 10**6)
     assert (settings.writer.base_path, settings.wal_dir()) == ("/data", pathlib.Path("/data/wal"))
     assert settings.telemetry.listen == "0.0.0.0:9464"
+    assert settings.server.convert_processes == 0  # worker processes would not fit the default memory limit
     assert sidecar(m)["ports"] == [{"name": "sidecar-grpc", "containerPort": 4320, "protocol": "TCP"},
                                    {"name": "sidecar-metrics", "containerPort": 9464, "protocol": "TCP"}]
     assert m["Service/t-otlp2parquet-sidecar"]["spec"]["ports"][0]["port"] == 4320
