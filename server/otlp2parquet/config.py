@@ -74,7 +74,7 @@ class ServerSettings(_Section):
     workers: int = Field(16, gt=0, description="gRPC handler threads; the Collector sends up to 10 at once")
     conversions: int = Field(2, gt=0, description="requests converted at once (at least two per convert process); "
                              "each holds its decoded request")
-    convert_processes: int = Field(-1, ge=-1, description="worker processes that decode and convert requests, "
+    convert_processes: int = Field(0, ge=-1, description="worker processes that decode and convert requests, "
                                    "since decoding holds the GIL; 0: in the server process; -1: one per usable CPU "
                                    "(at most 4) when there are two or more")
     grace_s: float = Field(10.0, ge=0, description="how long in-flight exports may finish at shutdown")
