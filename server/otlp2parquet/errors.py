@@ -47,7 +47,8 @@ class ConversionError(Otlp2ParquetError):
 
 
 class ConverterLostError(Otlp2ParquetError):
-    """A conversion worker process exited mid-request. Nothing was buffered or logged; the client retries."""
+    """A conversion worker process exited mid-request. Nothing of it was buffered or written to the WAL, so the
+    client retries it."""
 
 
 class BufferFullError(Otlp2ParquetError):

@@ -1,7 +1,7 @@
 """Conversion in worker processes, so that a second core helps.
 
-ptars holds the GIL while it decodes a request, and decoding is half of what the server process does under load
-(docs/design.md), so threads cannot spread it over cores. Processes can: a worker gets the request bytes,
+ptars holds the GIL while it decodes a request, and decoding is half of the server process's GIL-held time under
+load (docs/design.md), so threads cannot spread it over cores. Processes can: a worker gets the request bytes,
 converts them, and sends each table's batch back as Arrow IPC, which the server maps without copying.
 
 A worker only computes. The WAL, the LSNs, the buffer and the commits stay in the server process, so the
