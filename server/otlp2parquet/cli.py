@@ -116,16 +116,18 @@ def _stop_signals() -> Callable[[], int]:
     SIGQUIT prints every thread's stack to stderr and the server goes on, for a hung shutdown.
     """
     received: list[int] = []
-    readable, writable = socket.socketpair()
-    writable.setblocking(False)
-    signal.set_wakeup_fd(writable.fileno(), warn_on_full_buffer=False)
+    # Both ends live as long as `wait`: a collected socket closes its fd, and the handlers would then write into
+    # whatever file or pipe reuses the number, while recv on the orphaned end returns at once, forever.
+    wakeup = socket.socketpair()  # (read end, write end)
+    wakeup[1].setblocking(False)
+    signal.set_wakeup_fd(wakeup[1].fileno(), warn_on_full_buffer=False)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda number, _: received.append(number))
     faulthandler.register(signal.SIGQUIT, all_threads=True)
 
     def wait() -> int:
         while not received:
-            readable.recv(64)
+            wakeup[0].recv(64)
         return received[0]
     return wait
 
