@@ -56,7 +56,8 @@ class Service:
                                commit_interval_s=settings.commit_interval_s())
         processes = settings.server.convert_processes
         if processes < 0:  # one CPU: a worker would only add the IPC; many: the server process is the limit
-            processes = min(usable_cpus(), AUTO_CONVERT_PROCESSES) if usable_cpus() > 1 else 0
+            cpus = usable_cpus()
+            processes = min(cpus, AUTO_CONVERT_PROCESSES) if cpus > 1 else 0
         self.pool = ConversionPool(processes) if processes else None
         # With workers, two requests per worker in flight keep each one busy while the other result travels.
         conversions = max(settings.server.conversions, 2 * processes)

@@ -11,6 +11,7 @@ the client is asked to retry.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -29,6 +30,7 @@ from otlp2parquet.errors import ConverterLostError
 from otlp2parquet.memory import Trimmer
 
 log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def usable_cpus() -> int:
@@ -76,10 +78,12 @@ _all_started: BarrierType | None = None
 
 
 def _start_worker(all_started: BarrierType) -> None:
-    """Stop signals are the server's to handle; it shuts the pool down when it drains."""
+    """Ctrl-C reaches the whole process group, but stopping is the server's to decide: it shuts the pool down
+    when it has drained. SIGTERM stays fatal, since the executor terminates the rest of a broken pool with it,
+    and it is what the worker gets when the server dies, however it dies (Linux's parent-death signal)."""
     global _trimmer, _all_started
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     _trimmer = Trimmer()
     _all_started = all_started
 
