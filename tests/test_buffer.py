@@ -114,3 +114,53 @@ def test_force_takes_whatever_is_left() -> None:
     buf.offer({"logs": batch(3)})
     drained = buf.take("logs", force=True)
     assert drained is not None and (drained.rows, drained.reason) == (3, "shutdown")
+
+
+def _numbered(start: int, rows: int = 3) -> pa.RecordBatch:
+    return pa.record_batch({"x": pa.array(range(start, start + rows), pa.int64())})
+
+
+def test_compact_merges_a_run_of_batches_keeping_rows_order_and_first_lsn() -> None:
+    buffer = make(Clock(), max_rows=1000)
+    for i in range(5):
+        buffer.offer({"logs": _numbered(10 * i)})
+    assert not buffer.compact("logs", min_batches=6)
+    assert buffer.compact("logs", min_batches=5)
+    drained = buffer.take("logs", force=True)
+    assert drained is not None
+    assert len(drained.batches) == 1 and drained.lsns == [1]
+    assert drained.rows == 15 and buffer.used_bytes == drained.bytes == drained.batches[0].nbytes
+    assert drained.batches[0].column("x").to_pylist() == [v for i in range(5) for v in range(10 * i, 10 * i + 3)]
+
+
+def test_a_returned_flush_is_never_merged_with_rows_offered_after_it_was_taken() -> None:
+    buffer = make(Clock(), max_rows=1000)
+    for i in range(3):
+        buffer.offer({"logs": _numbered(i)})
+    assert buffer.compact("logs", min_batches=3)
+    first = buffer.take("logs", force=True)
+    assert first is not None and first.watermark == 3
+    for i in range(3):
+        buffer.offer({"logs": _numbered(100 + i)})
+    buffer.requeue(first, retry_in_s=0)
+    assert buffer.compact("logs", min_batches=3)
+    assert not buffer.compact("logs", min_batches=2)  # the returned run and the new run stay apart
+    again = buffer.take("logs", force=True)
+    assert again is not None and again.lsns == [1, 4]
+    # What a writer whose first attempt did land keeps: exactly the rows offered after that flush was taken.
+    kept = [b for b, lsn in zip(again.batches, again.lsns, strict=True) if lsn > first.watermark]
+    assert [v for b in kept for v in b.column("x").to_pylist()] == [100, 101, 102, 101, 102, 103, 102, 103, 104]
+    assert buffer.committed_through() == 0
+
+
+def test_pressure_ends_once_written_flushes_bring_the_buffer_below_half_its_high_water_mark() -> None:
+    buf = make(Clock(), memory_budget_bytes=1000, high_water_fraction=0.5)  # high water 500, low 250
+    buf.offer({"logs": batch(40), "traces": batch(30)})  # 560 bytes
+    with pytest.raises(BufferFullError):
+        buf.admit()
+    logs = buf.take("logs")
+    assert logs is not None and logs.reason == "pressure"
+    buf.written(logs)  # 240 bytes of traces left: below 250, so they wait for their own limits again
+    buf.offer({"logs": batch(1)})
+    assert buf.take("logs") is None
+    assert buf.take("traces") is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from typing import ClassVar
 
 import pyarrow as pa
 
@@ -160,3 +161,70 @@ def test_close_flushes_everything_left() -> None:
     assert flusher.close()
     assert sorted((t, r) for t, r, _ in log) == [("logs", 3), ("traces", 4)]
     assert buffer.used_bytes == 0
+
+
+class _SlowWriter(RecordingWriter):
+    """Stages slowly, tracking how many stagings overlap and the buffer's bytes seen while staging."""
+
+    running = 0
+    most = 0
+    used_while_staging: ClassVar[list[int]] = []
+    lock = threading.Lock()
+    buffer: Buffer
+
+    def stage(self, drained: Drained, flush_id: str) -> Staged:
+        cls = _SlowWriter
+        with cls.lock:
+            cls.running += 1
+            cls.most = max(cls.most, cls.running)
+            cls.used_while_staging.append(cls.buffer.used_bytes)
+        time.sleep(0.2)
+        with cls.lock:
+            cls.running -= 1
+        return super().stage(drained, flush_id)
+
+
+def _slow_flusher(parallel_flushes: int) -> tuple[Buffer, Flusher, list[tuple[str, int, float]]]:
+    log: list[tuple[str, int, float]] = []
+    never = threading.Event()
+    buffer = Buffer(BufferSettings(max_rows=10))
+    _SlowWriter.running = _SlowWriter.most = 0
+    _SlowWriter.used_while_staging, _SlowWriter.buffer = [], buffer
+    flusher = Flusher(buffer, lambda table: _SlowWriter(table, log, never, [], never),
+                      tables=["logs", "traces"], parallel_flushes=parallel_flushes)
+    flusher.start()
+    return buffer, flusher, log
+
+
+def test_one_flush_is_written_at_once_and_its_sorted_copy_counts_against_the_budget() -> None:
+    buffer, flusher, log = _slow_flusher(parallel_flushes=1)
+    batch = _batch(10)
+    buffer.offer({"logs": batch, "traces": batch})
+    assert wait_for(lambda: len(log) == 2)
+    assert _SlowWriter.most == 1
+    # While one table is staged: both tables' rows are held, plus the staged one's working copy.
+    assert max(_SlowWriter.used_while_staging) == 3 * batch.nbytes
+    assert buffer.used_bytes == 0
+    flusher.close()
+
+
+def test_parallel_flushes_lets_tables_write_at_the_same_time() -> None:
+    buffer, flusher, log = _slow_flusher(parallel_flushes=2)
+    buffer.offer({"logs": _batch(10), "traces": _batch(10)})
+    assert wait_for(lambda: len(log) == 2)
+    assert _SlowWriter.most == 2
+    flusher.close()
+
+
+def test_the_flush_thread_merges_small_batches_while_they_wait() -> None:
+    buffer, flusher, log, _ = _flusher(max_age_s=1.0)
+    seen: list[int] = []
+    writer = flusher.writer("logs")
+    original = writer.stage
+    writer.stage = lambda drained, flush_id: (seen.append(len(drained.batches)), original(drained, flush_id))[1]
+    for _ in range(40):
+        buffer.offer({"logs": _batch(2)})
+    assert wait_for(lambda: log)
+    assert log[0][1] == 80
+    assert seen[0] < 40  # runs of 16 became one batch each
+    flusher.close()

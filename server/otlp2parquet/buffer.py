@@ -1,9 +1,15 @@
 """Bounded in-memory buffer: one queue of Arrow batches per table under one global memory budget.
 
 Bytes count from `offer` until the flush that took them has written its data files (`written`); a failed flush
-puts its batches back (`requeue`) and they keep counting. Their LSNs stay pinned, so the WAL keeps them, until
+puts its batches back (`requeue`) and they keep counting. While a flush is written its sorted copy counts too
+(`working_copy`): that copy is the process's largest transient allocation, and leaving it out let RSS reach
+twice the budget. Their LSNs stay pinned, so the WAL keeps them, until
 the commit that makes those files visible (`committed`). That is what turns a slow or absent catalog into back-pressure
 on the Collector rather than into unbounded memory or lost data.
+
+Many small batches fragment the heap: each request's few long-lived buffers pin pages among its freed
+temporaries, and RSS measured four times the Arrow bytes held. So each table's flush thread merges runs of
+them (`compact`) into one contiguous batch per run, which the allocator hands back whole when it is flushed.
 
 Every batch carries the LSN of the request it came from, and offers are serialised, so queue order is LSN
 order. A flush therefore covers all of its table's rows up to the buffer's newest LSN at that moment: its
@@ -14,7 +20,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -23,6 +30,7 @@ from otlp2parquet.config import BufferSettings
 from otlp2parquet.errors import BufferFullError
 
 LsnSource = Callable[[], int]
+COMPACT_BATCHES = 16  # merge a table's newest batches once this many have arrived
 
 
 @dataclass
@@ -35,6 +43,7 @@ class _TableQueue:
     not_before: float = 0.0  # after a failed flush: no retry before this time (unless forced)
     in_flight: int | None = None  # lowest LSN of a flush being written
     staged: int | None = None  # lowest LSN of flushes written but not yet committed
+    loose: int = 0  # batches from here on are as offered; before it, merged runs and returned flushes
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,7 @@ class Drained:
 
     table: str
     batches: list[pa.RecordBatch]
-    lsns: list[int]  # one per batch, ascending
+    lsns: list[int]  # one per batch, ascending; a merged batch has its first request's LSN
     watermark: int  # every row of this table with an LSN <= watermark is in this flush or committed before
     rows: int
     bytes: int
@@ -119,6 +128,42 @@ class Buffer:
             self.changed.notify_all()
             return number
 
+    def compactable(self, table: str, min_batches: int = COMPACT_BATCHES) -> bool:
+        """Whether `compact` has work to do. Call with `changed` held."""
+        q = self._queues.get(table)
+        return q is not None and len(q.batches) - q.loose >= min_batches
+
+    def compact(self, table: str, min_batches: int = COMPACT_BATCHES) -> bool:
+        """Merge `table`'s loose batches into one when there are `min_batches`. Call from the table's flush thread.
+
+        The merge runs outside the lock (offers only append meanwhile; only this thread takes or requeues). A run
+        never spans a take, so it lies between two flush watermarks, and a writer that keeps batches with an
+        LSN above its committed watermark keeps or drops a run whole, as it would its requests.
+        """
+        with self._lock:
+            if not self.compactable(table, min_batches):
+                return False
+            q = self._queues[table]
+            start, end = q.loose, len(q.batches)
+            run = q.batches[start:end]
+        try:
+            merged = pa.concat_batches(run)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # schemas differ: leave these as they are
+            merged = None
+        with self._lock:
+            if self._queues.get(table) is not q or list(map(id, q.batches[start:end])) != list(map(id, run)):
+                return False
+            if merged is None:
+                q.loose = end
+                return False
+            delta = merged.nbytes - sum(b.nbytes for b in run)  # shared buffers are now copied: count them
+            q.batches[start:end] = [merged]
+            q.lsns[start:end] = [q.lsns[start]]
+            q.loose = start + 1
+            q.bytes += delta
+            self._used += delta
+            return True
+
     def _reason(self, q: _TableQueue, now: float, force: bool) -> str | None:
         if not q.batches or q.in_flight is not None:
             return None
@@ -152,11 +197,25 @@ class Buffer:
         """`drained` is in data files: free its bytes in the budget; its LSNs stay pinned until `committed`."""
         with self._lock:
             self._used -= drained.bytes
+            if self._used < self.high_water_bytes // 2:
+                self._pressure = False  # pressure flushes drain to half the mark, not to empty (tiny files)
             q = self._queues[drained.table]
             q.in_flight = None
             if drained.lsns:
                 q.staged = drained.lsns[0] if q.staged is None else min(q.staged, drained.lsns[0])
             self.changed.notify_all()
+
+    @contextmanager
+    def working_copy(self, size: int) -> Iterator[None]:
+        """Count `size` more bytes while the block runs: a flush's sorted copy, so the receiver refuses sooner."""
+        with self._lock:
+            self._used += size
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._used -= size
+                self.changed.notify_all()
 
     def committed(self, table: str) -> None:
         """Every staged flush of `table` is committed: the WAL may drop them."""
@@ -169,6 +228,7 @@ class Buffer:
             q = self._queues[drained.table]
             q.batches[:0] = drained.batches
             q.lsns[:0] = drained.lsns
+            q.loose += len(drained.batches)  # a later run must not mix these with rows offered after the take
             q.rows += drained.rows
             q.bytes += drained.bytes
             q.oldest = min(q.oldest or self._clock(), self._clock())

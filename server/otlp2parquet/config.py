@@ -88,6 +88,8 @@ class BufferSettings(_Section):
     max_rows: int = Field(1_000_000, gt=0, description="flush a table at this many rows")
     max_bytes: int = Field(64 * MiB, gt=0, description="flush a table at this many Arrow bytes")
     max_age_s: float = Field(30.0, gt=0, description="flush a table when its oldest row is this old")
+    parallel_flushes: int = Field(1, gt=0, description="flushes written at once across all tables; each also "
+                                  "holds a sorted copy of its rows, which counts against the budget while it lives")
     retry_after_s: float = Field(2.0, gt=0, description="RetryInfo delay sent with UNAVAILABLE")
 
 

@@ -53,7 +53,8 @@ class Service:
         self.wal = WriteAheadLog(settings.wal_dir(), settings.wal) if settings.wal.enabled else None
         self.flusher = Flusher(self.buffer, writers or build_writer_factory(settings, self.telemetry),
                                on_committed=self._trim, telemetry=self.telemetry,
-                               commit_interval_s=settings.commit_interval_s())
+                               commit_interval_s=settings.commit_interval_s(),
+                               parallel_flushes=settings.buffer.parallel_flushes)
         processes = settings.server.convert_processes
         if processes < 0:  # one CPU: a worker would only add the IPC; many: the server process is the limit
             cpus = usable_cpus()
