@@ -164,3 +164,14 @@ def test_pressure_ends_once_written_flushes_bring_the_buffer_below_half_its_high
     buf.offer({"logs": batch(1)})
     assert buf.take("logs") is None
     assert buf.take("traces") is None
+
+
+def test_batches_that_cannot_be_merged_stay_as_they_are_and_are_not_tried_again() -> None:
+    buffer = make(Clock(), max_rows=1000)
+    buffer.offer({"logs": batch(2)})
+    buffer.offer({"logs": pa.record_batch({"y": pa.array(["a", "b"])})})
+    assert not buffer.compact("logs", min_batches=2)
+    with buffer.changed:
+        assert not buffer.compactable("logs", min_batches=2)  # the flush thread does not spin on it
+    drained = buffer.take("logs", force=True)
+    assert drained is not None and len(drained.batches) == 2 and drained.rows == 4

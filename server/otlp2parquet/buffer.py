@@ -1,11 +1,10 @@
 """Bounded in-memory buffer: one queue of Arrow batches per table under one global memory budget.
 
 Bytes count from `offer` until the flush that took them has written its data files (`written`); a failed flush
-puts its batches back (`requeue`) and they keep counting. While a flush is written its sorted copy counts too
-(`working_copy`): that copy is the process's largest transient allocation, and leaving it out let RSS reach
-twice the budget. Their LSNs stay pinned, so the WAL keeps them, until
+puts its batches back (`requeue`) and they keep counting. Their LSNs stay pinned, so the WAL keeps them, until
 the commit that makes those files visible (`committed`). That is what turns a slow or absent catalog into back-pressure
-on the Collector rather than into unbounded memory or lost data.
+on the Collector rather than into unbounded memory or lost data. While a flush is written, its sorted copy
+counts too (`working_copy`): it is the process's largest transient allocation.
 
 Many small batches fragment the heap: each request's few long-lived buffers pin pages among its freed
 temporaries, and RSS measured four times the Arrow bytes held. So each table's flush thread merges runs of
@@ -128,6 +127,11 @@ class Buffer:
             self.changed.notify_all()
             return number
 
+    def advance(self, lsn: int) -> None:
+        """Every LSN up to `lsn` is now in the buffer or committed (replay is done): new flushes may claim them."""
+        with self._lock:
+            self.last_lsn = max(self.last_lsn, lsn)
+
     def compactable(self, table: str, min_batches: int = COMPACT_BATCHES) -> bool:
         """Whether `compact` has work to do. Call with `changed` held."""
         q = self._queues.get(table)
@@ -148,7 +152,7 @@ class Buffer:
             run = q.batches[start:end]
         try:
             merged = pa.concat_batches(run)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # schemas differ: leave these as they are
+        except pa.ArrowException:  # e.g. schemas differ, or no memory: leave these as they are, never kill the thread
             merged = None
         with self._lock:
             if self._queues.get(table) is not q or list(map(id, q.batches[start:end])) != list(map(id, run)):

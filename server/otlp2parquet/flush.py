@@ -50,9 +50,8 @@ class Flusher:
         self._on_committed = on_committed
         self._stopping = False
         self.commit_interval_s = commit_interval_s
-        # Staging sorts a copy of the flush and encodes it: bounding how many run at once bounds memory (five
-        # metrics tables flushing together peaked at over 1 GiB) while costing little, as the GIL serialises
-        # most of that work anyway.
+        # Staging sorts a copy of the flush and encodes it: bounding how many run at once bounds memory. Metrics
+        # at saturation: 519 MiB peak RSS one at a time, 701 MiB five at a time, for 12 % more points per CPU-s.
         self._writing = threading.BoundedSemaphore(parallel_flushes)
         self.lost_at_shutdown = False
         self.tables = tables or list(TABLES)

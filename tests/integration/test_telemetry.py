@@ -12,6 +12,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from bench.workload import requests
+from otlp2parquet.config import BufferSettings
 from tests.integration.server import ServerProcess, get, scrape
 
 pytestmark = pytest.mark.integration
@@ -59,7 +60,7 @@ def test_metrics_count_what_was_sent(start_server: Callable[..., ServerProcess])
     assert value(m, "otlp2parquet_iceberg_commits_total", table="traces", outcome="ok") >= 1
     assert value(m, "otlp2parquet_sink_files_total", table="traces") >= 1
     assert value(m, "otlp2parquet_flush_duration_seconds_count", table="traces") >= 1
-    assert value(m, "otlp2parquet_buffer_capacity_bytes") == 256 * 2**20
+    assert value(m, "otlp2parquet_buffer_capacity_bytes") == BufferSettings().memory_budget_bytes
     assert value(m, "otlp2parquet_wal_bytes") > 0
     assert value(m, "otlp2parquet_ready") == 1
     assert value(m, "process_resident_memory_bytes") > 0
