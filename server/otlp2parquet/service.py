@@ -205,11 +205,15 @@ class Service:
         """Bring the tables up to date with the WAL before serving; LSNs continue above anything used before."""
         last = self.wal.recover() if self.wal is not None else 0
         committed = self._committed()
-        self.buffer.last_lsn = max(last, *committed.values())
+        # A flush's watermark is the buffer's newest LSN. During replay that must be the last record replayed,
+        # not the WAL's end: a flush committed mid-replay would otherwise claim the records not yet replayed, and
+        # a crash before they were committed would skip them at the next start (an acked request lost).
+        self.buffer.last_lsn = min(committed.values()) if self.wal is not None else max(committed.values())
         log.info("recovering", extra={"wal_last_lsn": last, "committed_lsn": committed})
         self.flusher.start()
         if self.wal is not None:
             self._replay(committed)
+            self.buffer.advance(max(last, *committed.values()))
             self.wal.open(self.buffer.last_lsn + 1)
 
     def start(self) -> int:
