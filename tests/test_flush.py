@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
 from typing import ClassVar
 
 import pyarrow as pa
@@ -12,40 +11,9 @@ import pyarrow as pa
 from otlp2parquet.buffer import Buffer, Drained
 from otlp2parquet.config import BufferSettings
 from otlp2parquet.flush import Flusher
-from otlp2parquet.writer import Staged, WriteResult
+from otlp2parquet.writer import Staged
 from tests.waiting import wait_for
-
-
-class RecordingWriter:
-    """Records stagings in `log` and commits in `commits`; staging fails while `fail` is set, committing while
-    `fail_commit` is."""
-
-    def __init__(self, table: str, log: list[tuple[str, int, float]], fail: threading.Event,
-                 commits: list[tuple[str, str, int]], fail_commit: threading.Event) -> None:
-        self.table, self.log, self.fail, self.commits, self.fail_commit = table, log, fail, commits, fail_commit
-        self.failed_commit_ids: list[str] = []
-
-    def stage(self, drained: Drained, flush_id: str) -> Staged:
-        if self.fail.is_set():
-            raise OSError("disk full (injected)")
-        self.log.append((self.table, drained.rows, time.monotonic()))
-        return Staged(self.table, [flush_id], 0, drained.rows, drained.watermark)
-
-    def commit(self, staged: Sequence[Staged], commit_id: str) -> WriteResult:
-        if self.fail_commit.is_set():
-            self.failed_commit_ids.append(commit_id)
-            raise OSError("catalog down (injected)")
-        self.commits.append((self.table, commit_id, len(staged)))
-        return WriteResult.of(self.table, staged, committed_to_catalog=True)
-
-    def write(self, drained: Drained, flush_id: str) -> WriteResult:
-        return self.commit([self.stage(drained, flush_id)], flush_id)
-
-    def committed_lsn(self) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass
+from tests.writers import RecordingWriter
 
 
 def _batch(rows: int) -> pa.RecordBatch:

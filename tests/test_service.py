@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pathlib
+import threading
 import time
-from collections.abc import Sequence
 
 import pytest
 
@@ -14,30 +14,21 @@ from otlp2parquet.buffer import Drained
 from otlp2parquet.config import Settings
 from otlp2parquet.service import Service
 from otlp2parquet.wal import WriteAheadLog
-from otlp2parquet.writer import Staged, WriteResult
+from otlp2parquet.writer import Staged
+from tests.writers import RecordingWriter
 
 
-class _Watermarks:
-    """A writer that records each flush's LSNs and watermark; nothing is committed before this start."""
+class _Watermarks(RecordingWriter):
+    """Also records each flush's LSNs and watermark; nothing is committed before this start."""
 
     def __init__(self, table: str, seen: list[tuple[list[int], int]]) -> None:
-        self.table, self.seen = table, seen
-
-    def committed_lsn(self) -> int:
-        return 0
+        never = threading.Event()
+        super().__init__(table, [], never, [], never)
+        self.seen = seen
 
     def stage(self, drained: Drained, flush_id: str) -> Staged:
         self.seen.append((list(drained.lsns), drained.watermark))
-        return Staged(self.table, [flush_id], 0, drained.rows, drained.watermark)
-
-    def commit(self, staged: Sequence[Staged], commit_id: str) -> WriteResult:
-        return WriteResult.of(self.table, staged, committed_to_catalog=True)
-
-    def write(self, drained: Drained, flush_id: str) -> WriteResult:
-        return self.commit([self.stage(drained, flush_id)], flush_id)
-
-    def close(self) -> None:
-        pass
+        return super().stage(drained, flush_id)
 
 
 def test_a_flush_during_replay_claims_only_the_records_replayed_so_far(
