@@ -4,7 +4,8 @@ Under load, with Arrow's default mimalloc pool and glibc's defaults, RSS was sev
 allocated (compare `otlp2parquet_arrow_allocated_bytes` with RSS). Freed memory stayed in allocator caches: mimalloc's
 per-thread heaps, glibc's per-thread arenas, and the heap top that glibc trims only past a threshold. So Arrow
 allocates through the system allocator (set before pyarrow is imported), arenas are capped, and a periodic
-`malloc_trim` hands free pages back.
+`malloc_trim` hands free pages back. None of this helps with pages pinned by many small long-lived buffers (the
+same with every allocator, measured): the buffer merges those (`Buffer.compact`).
 """
 
 from __future__ import annotations
