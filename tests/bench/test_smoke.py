@@ -61,3 +61,13 @@ def test_profile_harness_names_the_sidecars_own_hot_spots() -> None:
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "%" in line]
     assert len(rows) == 5 and any("otlp2parquet/" in row for row in rows)
+
+
+def test_retained_memory_benchmark_reports_every_pool_with_and_without_merging() -> None:
+    out = subprocess.run([sys.executable, "-m", "bench.retained_bench", "--signal", "logs", "--requests", "16"],
+                         cwd=ROOT, check=True, capture_output=True, text=True, timeout=300).stdout
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "Arrow pool" not in line]
+    assert [row.split(" | ")[:2] for row in rows] == [
+        [f"| {pool}", batches] for pool in ("system", "jemalloc", "mimalloc")
+        for batches in ("as offered", "merged in runs of 16")]
+    assert all(float(row.split(" | ")[2]) > 0 for row in rows), out
