@@ -20,7 +20,9 @@ class Postgres:
     """initdb + pg_ctl in a temporary directory; as root, the server runs as the `postgres` user (it refuses root)."""
 
     def __init__(self) -> None:
-        self.bin = tool("postgres")
+        # The link's target, not `.tools/postgres` itself: the server user cannot pass through a checkout in a
+        # private directory (`git clone . "$(mktemp -d)/p"`), where running the link failed with EACCES.
+        self.bin = tool("postgres").resolve()
         self.port = free_port()
         # Not under pytest's tmp_path: that is private to root, and the server user must reach its data directory.
         self.root = pathlib.Path(tempfile.mkdtemp(prefix="otlp2parquet-pg-"))
