@@ -29,6 +29,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from multiprocessing.synchronize import Barrier as BarrierType
 
 import grpc
 
@@ -52,12 +53,21 @@ class Outcome:
 
 
 def _sender(address: str, signal_name: str, payloads: list[bytes], items: int, seconds: float, threads: int,
-            interval: float, queue: mp.Queue) -> None:
+            interval: float, slot: int, ready: BarrierType, queue: mp.Queue) -> None:
     """One load process: `threads` threads over one channel, until `seconds` have passed; each thread sends a
-    request every `interval` seconds (0: as soon as the previous one is acknowledged)."""
+    request every `interval` seconds (0: as soon as the previous one is acknowledged).
+
+    At a fixed rate every thread of every process gets its own phase (`slot` numbers this process), so arrivals
+    are evenly spaced: unsynchronised processes would send in bursts, and the latency would measure the bursts.
+    """
     channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 128 * 1024 * 1024)])
     call = channel.unary_unary(METHODS[signal_name])
-    deadline = time.monotonic() + seconds
+    # Connect before the clock starts: connection setup is not export latency, and with a few requests a
+    # second it would be most of the p99.
+    grpc.channel_ready_future(channel).result(timeout=30)
+    ready.wait(timeout=60)
+    first = time.monotonic()
+    deadline = first + seconds
     lock = threading.Lock()
     codes: Counter = Counter()
     latencies: list[float] = []
@@ -66,7 +76,7 @@ def _sender(address: str, signal_name: str, payloads: list[bytes], items: int, s
     def run(offset: int) -> None:
         nonlocal accepted
         i = offset
-        due = time.monotonic() + interval * offset / max(threads, 1)
+        due = first + interval * (slot * threads + offset) / (ready.parties * max(threads, 1))
         while time.monotonic() < deadline:
             if interval:
                 time.sleep(max(0.0, due - time.monotonic()))
@@ -249,9 +259,10 @@ def _load(address: str, signal_name: str, items: int, seconds: float, processes:
     payloads = list(requests(signal_name, items, 16, seed=7))
     interval = processes * threads * items / rate if rate else 0.0
     queue: mp.Queue = mp.Queue()
+    ready = mp.Barrier(processes)
     started = time.monotonic()
     senders = [mp.Process(target=_sender, args=(address, signal_name, payloads, items, seconds, threads, interval,
-                                                queue)) for _ in range(processes)]
+                                                slot, ready, queue)) for slot in range(processes)]
     for p in senders:
         p.start()
     outcomes = [queue.get() for _ in senders]
