@@ -7,7 +7,8 @@ as fast as acknowledgements allow, or at a fixed total `--rate` of items per sec
 saturation). Reported: accepted items/s; committed rows (read back from the tables) per second of the run until
 the final commit; items per CPU-second of the sidecar and its conversion workers (user+system from /proc, sampled
 until it exits, so the final flush counts); export latency p50/p99; peak RSS (VmHWM of the server plus each
-worker's); bytes of data files per committed item; commits per table per minute; every status code seen.
+worker's); bytes of data files per committed item; commits per table per minute; every status code seen; the
+load generator's own CPU in cores (on a two-core machine, what it uses is not available to the sidecar).
 `--rotel` sends the same load to rotel-agent with its blackhole exporter, a native receiver that decodes and
 drops, as the ceiling to compare with.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import multiprocessing as mp
 import os
 import pathlib
@@ -44,12 +46,16 @@ TABLES = {"traces": ["traces"], "logs": ["logs"],
           "metrics": ["metrics_gauge", "metrics_sum", "metrics_histogram", "metrics_exponential_histogram",
                       "metrics_summary"]}
 
+# A flush holds up to about 57,000 spans or 100,000 log records (64 MiB of Arrow data): cycle through more.
+DISTINCT_ITEMS = 256_000
+
 
 @dataclass
 class Outcome:
     codes: Counter
     latencies: list[float]
     accepted_items: int
+    cpu_s: float  # the sending process's own CPU: on a small machine it is taken from the sidecar's share
 
 
 def _sender(address: str, signal_name: str, payloads: list[bytes], items: int, seconds: float, threads: int,
@@ -103,7 +109,7 @@ def _sender(address: str, signal_name: str, payloads: list[bytes], items: int, s
     for w in workers:
         w.join()
     channel.close()
-    queue.put(Outcome(codes, latencies, accepted))
+    queue.put(Outcome(codes, latencies, accepted, time.process_time()))
 
 
 def _stat_ticks(pid: int, reaped: bool) -> int:
@@ -254,14 +260,22 @@ def _rotel(base: pathlib.Path) -> Target:
                   dict(os.environ), address, base / "rotel.log")
 
 
+@functools.cache
+def payloads(signal_name: str, items: int, distinct_items: int) -> tuple[bytes, ...]:
+    """The requests the senders cycle through. There must be more of them than one flush holds: a file that
+    holds each request several times compresses the repeats away, and bytes per item on disk look too good
+    (traces: 35 bytes per span with 16 requests of 1,000 spans cycled, 102 with every span distinct)."""
+    return tuple(requests(signal_name, items, max(1, -(-distinct_items // items)), seed=7))
+
+
 def _load(address: str, signal_name: str, items: int, seconds: float, processes: int, threads: int,
-          rate: float) -> tuple[list[Outcome], float]:
-    payloads = list(requests(signal_name, items, 16, seed=7))
+          rate: float, distinct_items: int = DISTINCT_ITEMS) -> tuple[list[Outcome], float]:
+    pool = list(payloads(signal_name, items, distinct_items))
     interval = processes * threads * items / rate if rate else 0.0
     queue: mp.Queue = mp.Queue()
     ready = mp.Barrier(processes)
     started = time.monotonic()
-    senders = [mp.Process(target=_sender, args=(address, signal_name, payloads, items, seconds, threads, interval,
+    senders = [mp.Process(target=_sender, args=(address, signal_name, pool, items, seconds, threads, interval,
                                                 slot, ready, queue)) for slot in range(processes)]
     for p in senders:
         p.start()
@@ -272,13 +286,15 @@ def _load(address: str, signal_name: str, items: int, seconds: float, processes:
 
 
 def run(signal_name: str, items: int, seconds: float, settings: list[str], processes: int, threads: int,
-        rate: float = 0.0, target: str = "sidecar", cpus: int = 0) -> dict[str, object]:
+        rate: float = 0.0, target: str = "sidecar", cpus: int = 0,
+        distinct_items: int = DISTINCT_ITEMS) -> dict[str, object]:
     """One measured run against the sidecar (with `settings`, on the first `cpus` CPUs if set) or against
     rotel-agent's blackhole exporter."""
     base = pathlib.Path(tempfile.mkdtemp(prefix="otlp2parquet-bench-"))
     process = _sidecar(base, settings, cpus) if target == "sidecar" else _rotel(base)
     cpu_before = _cpu_seconds(process.proc.pid)
-    outcomes, started = _load(process.address, signal_name, items, seconds, processes, threads, rate)
+    outcomes, started = _load(process.address, signal_name, items, seconds, processes, threads, rate,
+                              distinct_items)
     load_done = time.monotonic()
     cpu_final, peak_rss = process.stop()
     finished = time.monotonic()
@@ -306,13 +322,14 @@ def run(signal_name: str, items: int, seconds: float, settings: list[str], proce
         "bytes_per_item": tables.data_bytes / tables.rows if tables.data_bytes and tables.rows else float("nan"),
         "commits_per_table_per_min": max((n / minutes for n in tables.commits.values()), default=float("nan")),
         "codes": dict(codes),
+        "load_cores": sum(o.cpu_s for o in outcomes) / (load_done - started),
         "exit_code": process.proc.returncode,
     }
 
 
 COLUMNS = ["target", "configuration", "offered", "accepted items/s", "committed rows/s", "items per CPU-s", "p50 ms",
            "p99 ms", "peak RSS MiB", "bytes/item on disk", "commits/table/min (max)", "committed / acked",
-           "status codes"]
+           "status codes", "load generator cores"]
 HEADER = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS)
 
 
@@ -321,7 +338,7 @@ def line(r: dict) -> str:
              f"{r['committed_per_s']:,.0f}", f"{r['items_per_cpu_s']:,.0f}", f"{r['p50_ms']:.1f}",
              f"{r['p99_ms']:.1f}", f"{r['peak_rss_mib']:.0f}", f"{r['bytes_per_item']:.1f}",
              f"{r['commits_per_table_per_min']:.1f}", f"{r['committed_rows']:,} / {r['accepted_items']:,}",
-             str(r["codes"])]
+             str(r["codes"]), f"{r['load_cores']:.2f}"]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -340,6 +357,8 @@ def main() -> None:
     parser.add_argument("--rotel", action="store_true", help="also send the same load to rotel-agent (blackhole)")
     parser.add_argument("--cpus", action="append", type=int, default=[],
                         help="pin the sidecar to this many CPUs; repeat (--cpus 1 --cpus 2) to measure scaling")
+    parser.add_argument("--distinct-items", type=int, default=DISTINCT_ITEMS,
+                        help="items in the distinct requests cycled through (more than one flush holds)")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     configurations = [c.split() for c in args.compare] or [args.set]
@@ -349,7 +368,7 @@ def main() -> None:
     for configuration in configurations:
         for cpus in args.cpus or [0]:
             results.append(run(args.signal, args.items, args.seconds, configuration, args.processes, args.threads,
-                               args.rate, cpus=cpus))
+                               args.rate, cpus=cpus, distinct_items=args.distinct_items))
             lines.append(line(results[-1]))
             print(lines[-1], flush=True)
     if len(args.cpus) > 1:
@@ -360,7 +379,8 @@ def main() -> None:
         lines.append(scaling)
         print(scaling, flush=True)
     if args.rotel:
-        ceiling = run(args.signal, args.items, args.seconds, [], args.processes, args.threads, args.rate, "rotel")
+        ceiling = run(args.signal, args.items, args.seconds, [], args.processes, args.threads, args.rate, "rotel",
+                      distinct_items=args.distinct_items)
         lines.append(line(ceiling))
         print(lines[-1], flush=True)
         for r in results:
@@ -372,7 +392,9 @@ def main() -> None:
         command = "python -m bench.load " + " ".join(
             f"'{a}'" if " " in a else a for a in sys.argv[1:] if a != "--write-results")
         append(f"Load ({args.signal}, {args.items} items a request)", command,
-               f"the load generator ({args.processes} processes x {args.threads} threads) shares the machine", lines)
+               f"the load generator ({args.processes} processes x {args.threads} threads) shares the machine; "
+               f"it cycles through {len(payloads(args.signal, args.items, args.distinct_items))} distinct requests",
+               lines)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import tempfile
 import threading
 from collections import Counter
 
-from bench.load import _load, _sidecar
+from bench.load import DISTINCT_ITEMS, _load, _sidecar, payloads
 from bench.results import append
 
 
@@ -47,6 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     mode = ["--subprocesses"] if args.all_threads else ["--gil", "--nonblocking"]
     py_spy = shutil.which("py-spy") or str(pathlib.Path(sys.executable).with_name("py-spy"))
+    payloads(args.signal, 1000, DISTINCT_ITEMS)  # generated before sampling starts, not while it runs
     base = pathlib.Path(tempfile.mkdtemp(prefix="otlp2parquet-profile-"))
     sidecar = _sidecar(base, args.set)
     out = base / "profile.txt"

@@ -10,7 +10,7 @@ import pytest
 
 from bench.convert_bench import rate
 from bench.cost_bench import costs
-from bench.load import run
+from bench.load import payloads, run
 from bench.workload import requests
 from otlp2parquet.convert import convert_logs
 
@@ -31,7 +31,8 @@ def test_conversion_benchmark_measures_a_rate() -> None:
 
 @pytest.mark.integration
 def test_load_harness_commits_every_acknowledged_item() -> None:
-    result = run("logs", 200, seconds=1.0, settings=["buffer.max_age_s=0.5"], processes=1, threads=2)
+    result = run("logs", 200, seconds=1.0, settings=["buffer.max_age_s=0.5"], processes=1, threads=2,
+                 distinct_items=2000)
     assert result["exit_code"] == 0
     assert result["codes"].get("OK", 0) > 0
     assert result["committed_rows"] == result["accepted_items"]
@@ -40,7 +41,8 @@ def test_load_harness_commits_every_acknowledged_item() -> None:
 
 @pytest.mark.integration
 def test_load_harness_measures_the_rotel_ceiling_at_a_fixed_rate() -> None:
-    result = run("traces", 100, seconds=1.0, settings=[], processes=1, threads=2, rate=2000, target="rotel")
+    result = run("traces", 100, seconds=1.0, settings=[], processes=1, threads=2, rate=2000, target="rotel",
+                 distinct_items=2000)
     assert result["exit_code"] == 0
     assert result["codes"] == {"OK": result["accepted_items"] // 100}
     # Paced, not flat out: about 2,000 items a second were offered for one second.
@@ -49,7 +51,8 @@ def test_load_harness_measures_the_rotel_ceiling_at_a_fixed_rate() -> None:
 
 @pytest.mark.integration
 def test_load_harness_pins_the_sidecar_to_the_cpus_asked_for() -> None:
-    result = run("logs", 200, seconds=1.0, settings=["buffer.max_age_s=0.5"], processes=1, threads=1, cpus=1)
+    result = run("logs", 200, seconds=1.0, settings=["buffer.max_age_s=0.5"], processes=1, threads=1, cpus=1,
+                 distinct_items=2000)
     assert result["exit_code"] == 0 and result["settings"].endswith(", 1 CPU")
     assert result["committed_rows"] == result["accepted_items"] > 0
 
@@ -71,3 +74,9 @@ def test_retained_memory_benchmark_reports_every_pool_with_and_without_merging()
         [f"| {pool}", batches] for pool in ("system", "jemalloc", "mimalloc")
         for batches in ("as offered", "merged in runs of 16")]
     assert all(float(row.split(" | ")[2]) > 0 for row in rows), out
+
+
+def test_load_payloads_are_distinct_requests_covering_the_items_asked_for() -> None:
+    pool = payloads("logs", 200, 2000)
+    # Repeated requests would land in one file and compress away, flattering bytes per item on disk.
+    assert len(pool) == 10 and len(set(pool)) == 10
