@@ -24,7 +24,16 @@ def test_defaults_are_the_embedded_catalog_under_data() -> None:
     assert s.iceberg.enabled and s.iceberg.namespace == "otel"
     assert s.catalog_uri() == f"sqlite:///{pathlib.Path('data').resolve()}/catalog.db"
     assert s.warehouse() == (pathlib.Path("data").resolve() / "warehouse").as_uri()
-    assert (s.buffer.max_age_s, s.buffer.max_bytes, s.buffer.max_rows) == (30, 64 * 1024 * 1024, 1_000_000)
+    assert (s.buffer.max_age_s, s.buffer.max_bytes, s.buffer.max_rows) == (30, 32 * 1024 * 1024, 1_000_000)
+
+
+def test_a_flush_too_large_for_the_budget_is_named_at_start_up() -> None:
+    assert load_settings(environ={}).buffer.crowded_flush() is None
+    crowded = load_settings(environ={"OTLP2PARQUET_BUFFER__MAX_BYTES": str(64 * 1024 * 1024)}).buffer.crowded_flush()
+    assert crowded is not None and "buffer.max_bytes (67108864)" in crowded
+    roomy = {"OTLP2PARQUET_BUFFER__MAX_BYTES": str(64 * 1024 * 1024),
+             "OTLP2PARQUET_BUFFER__MEMORY_BUDGET_BYTES": str(512 * 1024 * 1024)}
+    assert load_settings(environ=roomy).buffer.crowded_flush() is None
 
 
 def test_precedence_toml_then_environment_then_flags(tmp_path: pathlib.Path) -> None:

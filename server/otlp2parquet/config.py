@@ -86,11 +86,22 @@ class BufferSettings(_Section):
     memory_budget_bytes: int = Field(192 * MiB, gt=0, description="Arrow bytes held across all tables")
     high_water_fraction: float = Field(0.8, gt=0, le=1, description="above this share of the budget, refuse")
     max_rows: int = Field(1_000_000, gt=0, description="flush a table at this many rows")
-    max_bytes: int = Field(64 * MiB, gt=0, description="flush a table at this many Arrow bytes")
+    max_bytes: int = Field(32 * MiB, gt=0, description="flush a table at this many Arrow bytes")
     max_age_s: float = Field(30.0, gt=0, description="flush a table when its oldest row is this old")
     parallel_flushes: int = Field(1, gt=0, description="flushes written at once across all tables; each also "
                                   "holds a sorted copy of its rows, which counts against the budget while it lives")
     retry_after_s: float = Field(2.0, gt=0, description="RetryInfo delay sent with UNAVAILABLE")
+
+    def crowded_flush(self) -> str | None:
+        """Why flushes of this size would get exports refused, if they would. A flush and its sorted copy take
+        twice max_bytes of the budget while it is written; when that is more than half the high-water mark,
+        what arrives meanwhile pushes the buffer over it, and exports are refused at every large flush."""
+        high_water = self.memory_budget_bytes * self.high_water_fraction
+        if 2 * self.max_bytes * self.parallel_flushes <= high_water / 2:
+            return None
+        return (f"buffer.max_bytes ({self.max_bytes}) is more than a quarter of the high-water mark "
+                f"({high_water:.0f} bytes): while a flush is written, exports will be refused. Lower max_bytes "
+                "or raise memory_budget_bytes")
 
 
 class WriterSettings(_Section):

@@ -217,6 +217,8 @@ class Service:
             self.wal.open(self.buffer.last_lsn + 1)
 
     def start(self) -> int:
+        if crowded := self.settings.buffer.crowded_flush():
+            log.warning(crowded)
         self.port = self.server.add_insecure_port(self.settings.server.listen)
         if self.port == 0:
             raise ConfigError(f"server.listen: cannot listen on {self.settings.server.listen}")
