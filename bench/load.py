@@ -81,7 +81,7 @@ def _sender(address: str, signal_name: str, payloads: list[bytes], items: int, s
 
     def run(offset: int) -> None:
         nonlocal accepted
-        i = offset
+        i = slot * threads + offset  # every process and thread sends different requests
         due = first + interval * (slot * threads + offset) / (ready.parties * max(threads, 1))
         while time.monotonic() < deadline:
             if interval:
@@ -101,7 +101,7 @@ def _sender(address: str, signal_name: str, payloads: list[bytes], items: int, s
                     accepted += items
                 elif code == "UNAVAILABLE":
                     time.sleep(0.05)
-            i += threads
+            i += ready.parties * threads
 
     workers = [threading.Thread(target=run, args=(k,)) for k in range(threads)]
     for w in workers:
