@@ -19,7 +19,7 @@ import time
 
 from bench.results import append
 from bench.workload import requests
-from otlp2parquet.buffer import Drained
+from otlp2parquet.buffer import Drained, arrow_bytes
 from otlp2parquet.config import load_settings
 from otlp2parquet.convert import convert_traces
 from otlp2parquet.maintenance import expire_snapshots
@@ -37,7 +37,7 @@ def run(commits: int, rows: int, expire: bool) -> tuple[float, float, int]:
     latencies = []
     for i in range(1, commits + 1):
         started = time.perf_counter()
-        writer.write(Drained("traces", [batch], [i], i, batch.num_rows, batch.nbytes, "bench"), f"flush-{i}")
+        writer.write(Drained("traces", [batch], [i], i, batch.num_rows, arrow_bytes(batch), "bench"), f"flush-{i}")
         latencies.append(time.perf_counter() - started)
         if expire and i % 10 == 0:
             expire_snapshots(catalog.load_table("otel.traces"), dt.timedelta(0), keep_last=10, dry_run=False)

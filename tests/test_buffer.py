@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from otlp2parquet.buffer import Buffer
+from otlp2parquet.buffer import Buffer, arrow_bytes
 from otlp2parquet.config import BufferSettings
 from otlp2parquet.errors import BufferFullError
 
@@ -129,7 +129,7 @@ def test_compact_merges_a_run_of_batches_keeping_rows_order_and_first_lsn() -> N
     drained = buffer.take("logs", force=True)
     assert drained is not None
     assert len(drained.batches) == 1 and drained.lsns == [1]
-    assert drained.rows == 15 and buffer.used_bytes == drained.bytes == drained.batches[0].nbytes
+    assert drained.rows == 15 and buffer.used_bytes == drained.bytes == arrow_bytes(drained.batches[0])
     assert drained.batches[0].column("x").to_pylist() == [v for i in range(5) for v in range(10 * i, 10 * i + 3)]
 
 

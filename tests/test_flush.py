@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from otlp2parquet.buffer import Buffer, Drained
+from otlp2parquet.buffer import Buffer, Drained, arrow_bytes
 from otlp2parquet.config import BufferSettings
 from otlp2parquet.flush import Flusher
 from otlp2parquet.writer import Staged
@@ -171,7 +171,7 @@ def test_one_flush_is_written_at_once_and_its_sorted_copy_counts_against_the_bud
     assert wait_for(lambda: len(log) == 2)
     assert _SlowWriter.most == 1
     # While one table is staged: both tables' rows are held, plus the staged one's working copy.
-    assert max(_SlowWriter.used_while_staging) == 3 * batch.nbytes
+    assert max(_SlowWriter.used_while_staging) == 3 * arrow_bytes(batch)
     assert buffer.used_bytes == 0
     flusher.close()
 

@@ -32,6 +32,12 @@ LsnSource = Callable[[], int]
 COMPACT_BATCHES = 16  # merge a table's newest batches once this many have arrived
 
 
+def arrow_bytes(batch: pa.RecordBatch) -> int:
+    """The memory a batch pins: each of its buffers once, whole. (`nbytes` walks every list's offsets to count
+    only the referenced ranges, and took 0.4 ms for a 1,000-span batch and 1.2 ms for 1,000 metric points.)"""
+    return batch.get_total_buffer_size()
+
+
 @dataclass
 class _TableQueue:
     batches: list[pa.RecordBatch] = field(default_factory=list)
@@ -104,7 +110,8 @@ class Buffer:
         lock so that LSN order is queue order), or None for the next number. Without `block`, a buffer too full
         for the batches raises BufferFullError; with it, the call waits for flushes to make room.
         """
-        size = sum(b.nbytes for b in batches.values())
+        sizes = {table: arrow_bytes(batch) for table, batch in batches.items()}
+        size = sum(sizes.values())
         with self._lock:
             while not self._fits(size):
                 if not block:
@@ -119,7 +126,7 @@ class Buffer:
                 q.batches.append(batch)
                 q.lsns.append(number)
                 q.rows += batch.num_rows
-                q.bytes += batch.nbytes
+                q.bytes += sizes[table]
                 if q.oldest is None:
                     q.oldest = now
             self.last_lsn = max(self.last_lsn, number)
@@ -152,15 +159,15 @@ class Buffer:
             run = q.batches[start:end]
         try:
             merged = pa.concat_batches(run)
+            delta = arrow_bytes(merged) - sum(map(arrow_bytes, run))  # shared buffers are now copied: count them
         except pa.ArrowException:  # e.g. schemas differ, or no memory: leave these as they are, never kill the thread
-            merged = None
+            merged, delta = None, 0
         with self._lock:
             if self._queues.get(table) is not q or list(map(id, q.batches[start:end])) != list(map(id, run)):
                 return False
             if merged is None:
                 q.loose = end
                 return False
-            delta = merged.nbytes - sum(b.nbytes for b in run)  # shared buffers are now copied: count them
             q.batches[start:end] = [merged]
             q.lsns[start:end] = [q.lsns[start]]
             q.loose = start + 1

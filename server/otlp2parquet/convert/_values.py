@@ -146,8 +146,8 @@ def stringify(values: pa.StructArray) -> pa.Array:
     n = len(values)
     if n == 0:
         return pa.array([], pa.string())
-    field = values.type.get_field_index
-    col = [pc.struct_field(values, [field(name)]) for name in (
+    children = dict(zip((f.name for f in values.type), values.flatten(), strict=True))  # one call, no copies
+    col = [children[name] for name in (
         "string_value", "bool_value", "int_value", "double_value", "bytes_value", "array_value", "kvlist_value")]
     parts: list[pa.Array] = [col[0]]
     if col[1].null_count < n:
