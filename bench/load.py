@@ -373,11 +373,12 @@ def main() -> None:
             print(lines[-1], flush=True)
     if len(args.cpus) > 1:
         low, high = min(args.cpus), max(args.cpus)
-        by_cpus = dict(zip(args.cpus * len(configurations), results, strict=True))
-        scaling = f"- committed rows/s, {high} CPUs / {low} CPU: " + \
-            f"{by_cpus[high]['committed_per_s'] / by_cpus[low]['committed_per_s']:.2f}"
-        lines.append(scaling)
-        print(scaling, flush=True)
+        for k, configuration in enumerate(configurations):  # one line per configuration
+            by_cpus = dict(zip(args.cpus, results[k * len(args.cpus):(k + 1) * len(args.cpus)], strict=True))
+            scaling = (f"- committed rows/s, {high} CPUs / {low} CPU ({' '.join(configuration) or 'defaults'}): "
+                       f"{by_cpus[high]['committed_per_s'] / by_cpus[low]['committed_per_s']:.2f}")
+            lines.append(scaling)
+            print(scaling, flush=True)
     if args.rotel:
         ceiling = run(args.signal, args.items, args.seconds, [], args.processes, args.threads, args.rate, "rotel",
                       distinct_items=args.distinct_items)
