@@ -102,7 +102,7 @@ def test_the_collector_points_at_the_sidecar_and_the_sidecar_config_loads(tmp_pa
     (tmp_path / "sidecar.toml").write_text(toml)
     settings = load_settings(tmp_path / "sidecar.toml", environ={})
     assert settings.server.listen == "0.0.0.0:4320"  # the kubelet's gRPC probes reach the pod IP
-    assert (settings.buffer.max_age_s, settings.buffer.max_bytes, settings.buffer.max_rows) == (10, 64 * 2**20, 10**6)
+    assert (settings.buffer.max_age_s, settings.buffer.max_bytes, settings.buffer.max_rows) == (10, 32 * 2**20, 10**6)
     assert (settings.writer.base_path, settings.wal_dir()) == ("/data", pathlib.Path("/data/wal"))
     assert settings.telemetry.listen == "0.0.0.0:9464"
     assert settings.server.convert_processes == 0  # worker processes would not fit the default memory limit
