@@ -10,11 +10,10 @@ about one 64 MiB traces flush). Process CPU time, best of three rounds; gRPC, lo
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
 
-from bench.results import append
+from bench.results import append, command_line
 from bench.workload import requests
 from otlp2parquet.config import WriterSettings
 from otlp2parquet.convert import CONVERTERS
@@ -68,7 +67,7 @@ def main() -> None:
     print("\n".join(table))
     if args.write_results:
         append(f"Cost per item by step ({args.signal}, {args.requests} x 1000 items)",
-               "python -m bench.cost_bench " + " ".join(a for a in sys.argv[1:] if a != "--write-results"),
+               command_line("bench.cost_bench"),
                "process CPU time of one process, best of 3 rounds", table)
 
 

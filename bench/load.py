@@ -35,7 +35,7 @@ from multiprocessing.synchronize import Barrier as BarrierType
 
 import grpc
 
-from bench.results import append
+from bench.results import append, command_line
 from bench.workload import requests
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -81,8 +81,9 @@ def _sender(address: str, signal_name: str, payloads: list[bytes], items: int, s
 
     def run(offset: int) -> None:
         nonlocal accepted
-        i = slot * threads + offset  # every process and thread sends different requests
-        due = first + interval * (slot * threads + offset) / (ready.parties * max(threads, 1))
+        senders = ready.parties * threads
+        i = slot * threads + offset  # this sender's own requests, and its own phase within the interval
+        due = first + interval * i / senders
         while time.monotonic() < deadline:
             if interval:
                 time.sleep(max(0.0, due - time.monotonic()))
@@ -101,7 +102,7 @@ def _sender(address: str, signal_name: str, payloads: list[bytes], items: int, s
                     accepted += items
                 elif code == "UNAVAILABLE":
                     time.sleep(0.05)
-            i += ready.parties * threads
+            i += senders
 
     workers = [threading.Thread(target=run, args=(k,)) for k in range(threads)]
     for w in workers:
@@ -390,8 +391,7 @@ def main() -> None:
             lines.append(ratio)
             print(ratio, flush=True)
     if args.write_results:
-        command = "python -m bench.load " + " ".join(
-            f"'{a}'" if " " in a else a for a in sys.argv[1:] if a != "--write-results")
+        command = command_line("bench.load")
         append(f"Load ({args.signal}, {args.items} items a request)", command,
                f"the load generator ({args.processes} processes x {args.threads} threads) shares the machine; "
                f"it cycles through {len(payloads(args.signal, args.items, args.distinct_items))} distinct requests",

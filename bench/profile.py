@@ -20,7 +20,7 @@ import threading
 from collections import Counter
 
 from bench.load import DISTINCT_ITEMS, _load, _sidecar, payloads
-from bench.results import append
+from bench.results import append, command_line
 
 
 def hot_spots(raw: str, top: int) -> list[tuple[str, float]]:
@@ -64,7 +64,7 @@ def main() -> None:
     table = [f"| share of {what} | innermost otlp2parquet frame (or the leaf) |", "|---|---|", *rows]
     print("\n".join(table))
     if args.write_results:
-        command = "python -m bench.profile " + " ".join(a for a in sys.argv[1:] if a != "--write-results")
+        command = command_line("bench.profile")
         append(f"Profile ({args.signal}, 1000 items a request, as fast as acked)", command,
                f"py-spy {' '.join(mode)} on the sidecar ({' '.join(args.set) or 'defaults'}); the load generator "
                "(2 processes x 4 threads) shares the machine", table)

@@ -6,6 +6,8 @@ import datetime as dt
 import os
 import pathlib
 import platform
+import shlex
+import sys
 
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 
@@ -18,6 +20,11 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def command_line(module: str) -> str:
+    """The command that reproduces this run: `python -m module` and its arguments, without --write-results."""
+    return " ".join(["python -m", module, *(shlex.quote(a) for a in sys.argv[1:] if a != "--write-results")])
 
 
 def append(title: str, command: str, setup: str, table: list[str]) -> None:

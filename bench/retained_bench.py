@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from bench.results import append
+from bench.results import append, command_line
 
 POOLS = ("system", "jemalloc", "mimalloc")
 
@@ -80,7 +80,7 @@ def main() -> None:
     print("\n".join(table))
     if args.write_results:
         append(f"Memory held by buffered batches ({args.signal}, {args.requests} x 1000 items)",
-               "python -m bench.retained_bench " + " ".join(a for a in sys.argv[1:] if a != "--write-results"),
+               command_line("bench.retained_bench"),
                "one process per row; RSS and Arrow bytes measured after gc and malloc_trim", table)
 
 
