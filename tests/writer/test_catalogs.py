@@ -22,7 +22,8 @@ def props(env: dict[str, str], **iceberg: object) -> dict:
 def test_embedded_default() -> None:
     p = props({}, catalog_uri=None)
     assert p == {"type": "sql", "uri": f"sqlite:///{pathlib.Path('data').resolve()}/catalog.db",
-                 "warehouse": (pathlib.Path("data").resolve() / "warehouse").as_uri()}
+                 "warehouse": (pathlib.Path("data").resolve() / "warehouse").as_uri(),
+                 "py-io-impl": "otlp2parquet.writer.durable.DurableFileIO"}  # local files fsynced on close
 
 
 def test_s3_tables_from_the_arn() -> None:

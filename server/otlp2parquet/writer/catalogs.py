@@ -25,6 +25,7 @@ from pyiceberg.io import FileIO
 
 from otlp2parquet.config import Settings, redact_uri
 from otlp2parquet.errors import CatalogError, ConfigError
+from otlp2parquet.writer.durable import IO_IMPL
 
 log = logging.getLogger(__name__)
 S3_TABLES_ARN = re.compile(
@@ -116,6 +117,8 @@ def catalog_properties(settings: Settings) -> dict[str, Any]:
         props = {"type": "glue", "glue.region": ice.glue_region, "warehouse": settings.warehouse()}
     else:  # sql: the embedded SQLite default or a catalog_uri
         props = {"type": "sql", "uri": settings.catalog_uri(), "warehouse": settings.warehouse()}
+    if props.get("warehouse", "").startswith("file:"):  # writer/durable.py: on disk before the catalog says so
+        props["py-io-impl"] = IO_IMPL
     return {**props, **storage_properties(settings), **ice.catalog_properties}
 
 

@@ -28,6 +28,7 @@ from otlp2parquet.config import WriterSettings
 from otlp2parquet.errors import TransientWriteError
 from otlp2parquet.schemas import TABLES
 from otlp2parquet.writer.base import Staged, WriteResult
+from otlp2parquet.writer.durable import fsync_path
 from otlp2parquet.writer.files import MICROS_PER_HOUR, content_hash, encode, merge_sorted, split
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,9 @@ class ParquetWriter:
         target = f"{directory}/.{name}.{temp_suffix}.tmp"
         with self.fs.open_output_stream(target) as out:
             out.write(data)
+        fsync_path(target)  # on disk before the name says the file is complete
         self.fs.move(target, path)
+        fsync_path(directory)
 
     def _state(self, kind: str) -> str:
         return f"{self.root}/{STATE_DIR}/{self.spec.name}.{self.writer_id}.{kind}.json"
