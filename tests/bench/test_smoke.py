@@ -80,3 +80,11 @@ def test_load_payloads_are_distinct_requests_covering_the_items_asked_for() -> N
     pool = payloads("logs", 200, 2000)
     # Repeated requests would land in one file and compress away, flattering bytes per item on disk.
     assert len(pool) == 10 and len(set(pool)) == 10
+
+
+def test_jitter_benchmark_reports_a_spread_per_task() -> None:
+    from bench.jitter import spread, tasks
+
+    assert set(tasks()) == {"sha256 of 16 MiB (native, no allocation)", "convert one 1,000-span traces request"}
+    s = spread(lambda: sum(range(1000)), 20)
+    assert s["max"] >= s["p99"] >= s["p90"] >= s["p50"] > 0
