@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from otlp2parquet.config import WalSettings
+from otlp2parquet.disk import fsync_path
 from otlp2parquet.errors import WalError
 from otlp2parquet.wal.codec import HEADER, SEGMENT_MAGIC, Record, TornRecord, decode, encode, payload_length
 
@@ -118,14 +119,7 @@ class WriteAheadLog:
         if self._size == 0:
             self._file.write(SEGMENT_MAGIC)
             self._size = len(SEGMENT_MAGIC)
-        self._fsync_dir()
-
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(self.dir)
 
     def append(self, signal: str, payload: bytes) -> int:
         """Write one record (not yet synced) and return its LSN. On failure nothing of it remains."""

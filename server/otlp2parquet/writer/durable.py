@@ -16,16 +16,9 @@ from typing import Any
 
 from pyiceberg.io.pyarrow import BUFFER_SIZE, ONE_MEGABYTE, PyArrowFile, PyArrowFileIO
 
+from otlp2parquet.disk import fsync_path
+
 IO_IMPL = f"{__name__}.DurableFileIO"
-
-
-def fsync_path(path: str) -> None:
-    """fsync a file or a directory by name (Linux flushes an inode's data whichever descriptor asks)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def fsync_new_file(path: str) -> None:

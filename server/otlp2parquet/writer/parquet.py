@@ -25,10 +25,10 @@ import pyarrow.fs as pafs
 
 from otlp2parquet.buffer import Drained
 from otlp2parquet.config import WriterSettings
+from otlp2parquet.disk import fsync_path
 from otlp2parquet.errors import TransientWriteError
 from otlp2parquet.schemas import TABLES
 from otlp2parquet.writer.base import Staged, WriteResult
-from otlp2parquet.writer.durable import fsync_path
 from otlp2parquet.writer.files import MICROS_PER_HOUR, content_hash, encode, merge_sorted, split
 
 log = logging.getLogger(__name__)
