@@ -13,7 +13,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-from bench.results import append, command_line
+from bench.results import report
 from bench.workload import requests
 from otlp2parquet.config import WriterSettings
 from otlp2parquet.convert import CONVERTERS
@@ -64,11 +64,8 @@ def main() -> None:
     table = ["| step | CPU µs per item | share of these steps |", "|---|---|---|"]
     table += [f"| {name} | {us:.2f} | {us / total:.0%} |" for name, us in per_item.items()]
     table.append(f"| all of the above | {total:.2f} | = {1e6 / total:,.0f} items per CPU-s at best |")
-    print("\n".join(table))
-    if args.write_results:
-        append(f"Cost per item by step ({args.signal}, {args.requests} x 1000 items)",
-               command_line("bench.cost_bench"),
-               "process CPU time of one process, best of 3 rounds", table)
+    report(table, args.write_results, f"Cost per item by step ({args.signal}, {args.requests} x 1000 items)",
+           "bench.cost_bench", "process CPU time of one process, best of 3 rounds")
 
 
 if __name__ == "__main__":

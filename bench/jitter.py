@@ -16,7 +16,7 @@ import pathlib
 import time
 from collections.abc import Callable
 
-from bench.results import append, command_line
+from bench.results import report
 
 BLOCK = b"\x5a" * (4 << 20)
 
@@ -64,10 +64,8 @@ def main() -> None:
     steal = (steal_after - steal_before) / max(1, total_after - total_before)
     table = ["| task, one thread, idle machine | p50 ms | p90 ms | p99 ms | max ms | p99 / p50 |",
              "|---|---|---|---|---|---|", *rows, "", f"- CPU time stolen by the hypervisor meanwhile: {steal:.1%}"]
-    print("\n".join(table))
-    if args.write_results:
-        append("Run-to-run jitter of fixed work", command_line("bench.jitter"),
-               f"{args.repeats} timed runs of each task in one process, nothing else running", table)
+    report(table, args.write_results, "Run-to-run jitter of fixed work", "bench.jitter",
+           f"{args.repeats} timed runs of each task in one process, nothing else running")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import threading
 from collections import Counter
 
 from bench.load import DISTINCT_ITEMS, _load, _sidecar, payloads
-from bench.results import append, command_line
+from bench.results import report
 
 
 def hot_spots(raw: str, top: int) -> list[tuple[str, float]]:
@@ -62,12 +62,9 @@ def main() -> None:
     rows = [f"| {share:.1%} | `{frame}` |" for frame, share in hot_spots(out.read_text(), args.top)]
     what = "busy-thread samples (server and workers)" if args.all_threads else "GIL-held samples"
     table = [f"| share of {what} | innermost otlp2parquet frame (or the leaf) |", "|---|---|", *rows]
-    print("\n".join(table))
-    if args.write_results:
-        command = command_line("bench.profile")
-        append(f"Profile ({args.signal}, 1000 items a request, as fast as acked)", command,
-               f"py-spy {' '.join(mode)} on the sidecar ({' '.join(args.set) or 'defaults'}); the load generator "
-               "(2 processes x 4 threads) shares the machine", table)
+    report(table, args.write_results, f"Profile ({args.signal}, 1000 items a request, as fast as acked)",
+           "bench.profile", f"py-spy {' '.join(mode)} on the sidecar ({' '.join(args.set) or 'defaults'}); the load "
+           "generator (2 processes x 4 threads) shares the machine")
 
 
 if __name__ == "__main__":

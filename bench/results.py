@@ -32,3 +32,10 @@ def append(title: str, command: str, setup: str, table: list[str]) -> None:
     with RESULTS.open("a") as out:
         out.write(f"\n## {title}, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC\n\n- command: `{command}`\n"
                   f"- machine: {machine}\n- setup: {setup}\n\n" + "\n".join(table) + "\n")
+
+
+def report(table: list[str], write: bool, title: str, module: str, setup: str) -> None:
+    """Print a measured table and, when asked (`--write-results`), append it with the command of `module`."""
+    print("\n".join(table))
+    if write:
+        append(title, command_line(module), setup, table)

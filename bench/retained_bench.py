@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from bench.results import append, command_line
+from bench.results import report
 
 POOLS = ("system", "jemalloc", "mimalloc")
 
@@ -77,11 +77,8 @@ def main() -> None:
             r = json.loads(out.stdout.splitlines()[-1])
             table.append(f"| {pool} | {'merged in runs of 16' if merge == 'merge' else merge} | {r['arrow_mib']:.0f} "
                          f"| {r['rss_mib']:.0f} | {r['rss_mib'] / r['arrow_mib']:.1f} | {r['merge_us_per_item']:.2f} |")
-    print("\n".join(table))
-    if args.write_results:
-        append(f"Memory held by buffered batches ({args.signal}, {args.requests} x 1000 items)",
-               command_line("bench.retained_bench"),
-               "one process per row; RSS and Arrow bytes measured after gc and malloc_trim", table)
+    report(table, args.write_results, f"Memory held by buffered batches ({args.signal}, {args.requests} x 1000 items)",
+           "bench.retained_bench", "one process per row; RSS and Arrow bytes measured after gc and malloc_trim")
 
 
 if __name__ == "__main__":
