@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import functools
 import multiprocessing as mp
 import os
@@ -37,6 +38,8 @@ import grpc
 
 from bench.results import append, command_line
 from bench.workload import requests
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 METHODS = {"traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
@@ -171,6 +174,14 @@ def _tables(base: pathlib.Path, signal_name: str) -> Tables:
     return Tables(rows, data_bytes, commits)
 
 
+def _child_setup(cpus: int) -> None:
+    """In the target process before exec: its CPUs, and SIGTERM when the harness dies (a killed benchmark or
+    a timed-out smoke test must not leave a sidecar behind)."""
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if cpus:
+        os.sched_setaffinity(0, range(cpus))
+
+
 class Target:
     """A process under load: its address, pid, and how to stop it."""
 
@@ -178,8 +189,8 @@ class Target:
                  cpus: int = 0) -> None:
         self.address = address
         self._log = log.open("w")
-        pin = (lambda: os.sched_setaffinity(0, range(cpus))) if cpus else None
-        self.proc = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=pin)
+        self.proc = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     preexec_fn=functools.partial(_child_setup, cpus))
         self._wait_listening()
         self._child_peaks: dict[int, float] = {}
         self._sampling = threading.Thread(target=self._sample_children, daemon=True)
@@ -273,10 +284,13 @@ def _load(address: str, signal_name: str, items: int, seconds: float, processes:
           rate: float, distinct_items: int = DISTINCT_ITEMS) -> tuple[list[Outcome], float]:
     pool = list(payloads(signal_name, items, distinct_items))
     interval = processes * threads * items / rate if rate else 0.0
-    queue: mp.Queue = mp.Queue()
-    ready = mp.Barrier(processes)
+    # Spawned, not forked: this process already runs gRPC's threads and the RSS sampler, and a child forked
+    # from it could inherit a lock some thread held and hang before sending anything (seen in the smoke test).
+    ctx = mp.get_context("spawn")
+    queue: mp.Queue = ctx.Queue()
+    ready = ctx.Barrier(processes)
     started = time.monotonic()
-    senders = [mp.Process(target=_sender, args=(address, signal_name, pool, items, seconds, threads, interval,
+    senders = [ctx.Process(target=_sender, args=(address, signal_name, pool, items, seconds, threads, interval,
                                                 slot, ready, queue)) for slot in range(processes)]
     for p in senders:
         p.start()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -13,6 +15,7 @@ from bench.cost_bench import costs
 from bench.load import payloads, run
 from bench.workload import requests
 from otlp2parquet.convert import convert_logs
+from tests.waiting import wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -88,3 +91,35 @@ def test_jitter_benchmark_reports_a_spread_per_task() -> None:
     assert set(tasks()) == {"sha256 of 16 MiB (native, no allocation)", "convert one 1,000-span traces request"}
     s = spread(lambda: sum(range(1000)), 20)
     assert s["max"] >= s["p99"] >= s["p90"] >= s["p50"] > 0
+
+
+def _sidecars_of(pid: int) -> list[int]:
+    children = pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children
+            if b"otlp2parquet\0serve" in pathlib.Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def test_a_killed_harness_leaves_no_sidecar_behind() -> None:
+    harness = subprocess.Popen([sys.executable, "-m", "bench.load", "--signal", "logs", "--seconds", "60",
+                                "--distinct-items", "2000"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    sidecars: list[int] = []
+    try:
+        assert wait_for(lambda: bool(sidecars.extend(_sidecars_of(harness.pid)) or sidecars), timeout=60), \
+            "the harness started no sidecar"
+        harness.kill()
+        harness.wait()
+        assert wait_for(lambda: not _alive(sidecars[0]), timeout=30), "the sidecar outlived its harness"
+    finally:
+        harness.kill()
+        for pid in sidecars:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
