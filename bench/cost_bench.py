@@ -46,7 +46,7 @@ def costs(signal: str, count: int, items: int = 1000) -> dict[str, float]:
         "WAL record (checksum + copy)": lambda: [wal_record(i, signal, p) for i, p in enumerate(payloads)],
         "sort the flush": lambda: [merge_sorted(TABLES[t], b) for t, b in by_table.items()],
         "encode Parquet (zstd, dictionaries, statistics)": lambda: [
-            encode(merge_sorted(TABLES[t], b), settings) for t, b in by_table.items()],
+            encode(merge_sorted(TABLES[t], b), TABLES[t], settings) for t, b in by_table.items()],
     }
     per_item = {name: _best_cpu_s(step) / total * 1e6 for name, step in steps.items()}
     per_item["encode Parquet (zstd, dictionaries, statistics)"] -= per_item["sort the flush"]

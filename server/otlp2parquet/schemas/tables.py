@@ -62,8 +62,8 @@ TRACES = (
     Field("Timestamp", TIMESTAMPTZ, source="start_time_unix_nano (µs precision)",
           example="2026-01-01 00:00:00.123456+00"),
     Field("TraceId", STRING, source="trace_id as lowercase hex, '' when empty", example=TRACE_ID_EX),
-    Field("SpanId", STRING, source="span_id as lowercase hex", example=SPAN_ID_EX),
-    Field("ParentSpanId", STRING, source="parent_span_id as hex, '' for roots", example=""),
+    Field("SpanId", STRING, source="span_id as lowercase hex", example=SPAN_ID_EX, unique=True),
+    Field("ParentSpanId", STRING, source="parent_span_id as hex, '' for roots", example="", unique=True),
     Field("TraceState", STRING, source="trace_state", example="rojo=00f067aa0ba902b7"),
     Field("SpanName", STRING, source="name", example="GET /api/cart"),
     Field("SpanKind", STRING, source="kind: Unspecified, Internal, Server, Client, Producer, Consumer",
@@ -72,7 +72,8 @@ TRACES = (
     *_resource_scope("ScopeDroppedAttributesCount"),
     RESOURCE_ENTITY_REFS,
     Field("SpanAttributes", ATTRIBUTES, source="attributes", example="{'http.route': '/api/cart'}"),
-    Field("Duration", LONG, source="end_time_unix_nano - start_time_unix_nano, nanoseconds", example="1250000"),
+    Field("Duration", LONG, source="end_time_unix_nano - start_time_unix_nano, nanoseconds", example="1250000",
+          unique=True),
     Field("StatusCode", STRING, source="status.code: Unset, Ok, Error", example="Error"),
     Field("StatusMessage", STRING, source="status.message", example="upstream timeout"),
     Field("Events", ListOf(StructOf((
@@ -82,8 +83,8 @@ TRACES = (
         Field("DroppedAttributesCount", LONG, source="dropped_attributes_count"),
     ))), source="events", example="[{Timestamp, Name: 'exception', Attributes: {...}, DroppedAttributesCount: 0}]"),
     Field("Links", ListOf(StructOf((
-        Field("TraceId", STRING, source="trace_id as hex"),
-        Field("SpanId", STRING, source="span_id as hex"),
+        Field("TraceId", STRING, source="trace_id as hex", unique=True),
+        Field("SpanId", STRING, source="span_id as hex", unique=True),
         Field("TraceState", STRING, source="trace_state"),
         Field("Attributes", ATTRIBUTES, source="attributes"),
         Field("Flags", LONG, source="flags"),
@@ -102,7 +103,7 @@ LOGS = (
     Field("Timestamp", TIMESTAMPTZ, source="time_unix_nano, or observed_time_unix_nano when 0",
           example="2026-01-01 00:00:01+00"),
     Field("TraceId", STRING, source="trace_id as hex, '' when empty", example=TRACE_ID_EX),
-    Field("SpanId", STRING, source="span_id as hex, '' when empty", example=SPAN_ID_EX),
+    Field("SpanId", STRING, source="span_id as hex, '' when empty", example=SPAN_ID_EX, unique=True),
     Field("TraceFlags", INT, source="flags & 0xff", example="1"),
     Field("SeverityText", STRING, source="severity_text", example="ERROR"),
     Field("SeverityNumber", INT, source="severity_number", example="17"),
@@ -123,8 +124,8 @@ _EXEMPLARS = Field("Exemplars", ListOf(StructOf((
     Field("TimeUnix", TIMESTAMPTZ, source="time_unix_nano"),
     Field("Value", DOUBLE, source="as_double, or as_int converted"),
     Field("IntValue", LONG, required=False, source="as_int; null when the exemplar was a double"),
-    Field("SpanId", STRING, source="span_id as hex, '' when empty"),
-    Field("TraceId", STRING, source="trace_id as hex, '' when empty"),
+    Field("SpanId", STRING, source="span_id as hex, '' when empty", unique=True),
+    Field("TraceId", STRING, source="trace_id as hex, '' when empty", unique=True),
 ))), source="exemplars", example="[{FilteredAttributes: {}, TimeUnix, Value: 0.2, IntValue: null, ...}]")
 
 _METRIC_COMMON = (

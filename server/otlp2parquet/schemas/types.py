@@ -7,6 +7,7 @@ them on `create_table`, so the IDs written in our definition are the IDs the cat
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,6 +54,8 @@ class Field:
     source: str = ""
     example: str = ""
     doc: str = ""
+    unique: bool = False
+    """Values almost never repeat (ids, durations): Parquet stores them without a dictionary."""
 
 
 STRING = Primitive("string")
@@ -162,3 +165,22 @@ def _field_with_id(arrow: pa.Field, iceberg: it.NestedField) -> pa.Field:
 def arrow_schema_with_field_ids(arrow: pa.Schema, iceberg: Schema) -> pa.Schema:
     """`arrow` with each field's Iceberg ID as Parquet field-id metadata, so readers match columns by ID."""
     return pa.schema([_field_with_id(arrow.field(f.name), f) for f in iceberg.fields])
+
+
+def parquet_leaves(fields: tuple[Field, ...]) -> Iterator[tuple[str, PrimitiveName, bool]]:
+    """Each Parquet leaf column as (path as pyarrow names it, primitive type, unique)."""
+    for f in fields:
+        yield from _leaves(f.name, f.type, f.unique)
+
+
+def _leaves(path: str, t: ColumnType, unique: bool) -> Iterator[tuple[str, PrimitiveName, bool]]:
+    if isinstance(t, Primitive):
+        yield path, t.name, unique
+    elif isinstance(t, ListOf):
+        yield from _leaves(path + ".list.element", t.element, unique)
+    elif isinstance(t, MapOf):
+        yield path + ".key_value.key", "string", False
+        yield path + ".key_value.value", "string", False
+    else:
+        for f in t.fields:
+            yield from _leaves(f"{path}.{f.name}", f.type, f.unique)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from functools import cache
 
 import numpy as np
 import pyarrow as pa
@@ -12,6 +13,7 @@ import pyarrow.parquet as pq
 
 from otlp2parquet.config import WriterSettings
 from otlp2parquet.schemas import TableSpec
+from otlp2parquet.schemas.types import parquet_leaves
 
 MICROS_PER_HOUR = 3_600_000_000
 MICROS_PER_DAY = 24 * MICROS_PER_HOUR
@@ -20,7 +22,10 @@ MICROS_PER_DAY = 24 * MICROS_PER_HOUR
 def merge_sorted(spec: TableSpec, batches: list[pa.RecordBatch]) -> pa.Table:
     """All of a flush's batches as one table, in the table's sort order (pyiceberg does not sort on write)."""
     table = pa.Table.from_batches(batches)  # no combine_chunks: that would be a third copy at the flush's peak
-    return table.sort_by([(column, "ascending") for column in spec.sort_columns])
+    # Sorting the (small) key columns as one chunk and taking once is up to 2x faster than `sort_by`, which
+    # sorts chunk by chunk and merges.
+    keys = table.select(list(spec.sort_columns)).combine_chunks()
+    return table.take(pc.sort_indices(keys, sort_keys=[(column, "ascending") for column in spec.sort_columns]))
 
 
 def split(table: pa.Table, time_column: str, micros_per_bucket: int,
@@ -41,13 +46,32 @@ def split(table: pa.Table, time_column: str, micros_per_bucket: int,
         yield int(buckets[first]), names[codes[first]], rows
 
 
-def encode(table: pa.Table, settings: WriterSettings, schema: pa.Schema | None = None) -> bytes:
-    """Parquet bytes: zstd, statistics and dictionary encoding on (readers prune with the statistics)."""
+@cache
+def column_encodings(spec: TableSpec) -> tuple[list[str], dict[str, str]]:
+    """The Parquet columns that get a dictionary, and the encodings of the others that are not PLAIN.
+
+    Timestamps take DELTA_BINARY_PACKED: sorted within a service, or close to their row's start time, their
+    deltas need a few bytes where the dictionary or plain value needs eight. Columns the contract marks
+    unique (ids, durations) go without a dictionary, which would only grow to its size limit and be dropped.
+    """
+    dictionary, encodings = [], {}
+    for path, kind, unique in parquet_leaves(spec.fields):
+        if kind == "timestamptz":
+            encodings[path] = "DELTA_BINARY_PACKED"
+        elif not unique:
+            dictionary.append(path)
+    return dictionary, encodings
+
+
+def encode(table: pa.Table, spec: TableSpec, settings: WriterSettings, schema: pa.Schema | None = None) -> bytes:
+    """Parquet bytes: zstd, statistics (readers prune with them) and each column's encoding."""
     if schema is not None:
         table = table.cast(schema)
+    dictionary, encodings = column_encodings(spec)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd", compression_level=settings.compression_level,
-                   write_statistics=True, use_dictionary=True, row_group_size=settings.row_group_rows)
+                   write_statistics=True, use_dictionary=dictionary, column_encoding=encodings,
+                   row_group_size=settings.row_group_rows)
     return sink.getvalue().to_pybytes()
 
 

@@ -107,7 +107,7 @@ def write_data_files(table: Table, table_name: str, data: pa.Table, name_prefix:
         for offset in range(0, rows.num_rows, step):
             path = _file_path(table, spec.time_column, day, service, f"{name_prefix}-{len(files):05d}")
             with table.io.new_output(path).create(overwrite=True) as out:
-                out.write(encode(rows.slice(offset, step), settings.writer, schema))
+                out.write(encode(rows.slice(offset, step), spec, settings.writer, schema))
             files.append(parquet_file_to_data_file(table.io, table.metadata, path))
     return files
 

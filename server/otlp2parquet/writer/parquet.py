@@ -129,7 +129,7 @@ class ParquetWriter:
         files: list[tuple[str, bytes]] = []
         for hour, service, rows in split(table, self.spec.time_column, MICROS_PER_HOUR,
                                          self.settings.partition_by_service):
-            data = encode(rows, self.settings)
+            data = encode(rows, self.spec, self.settings)
             first = rows.column(self.spec.time_column).cast(pa.int64())[0].as_py()
             files.append((f"{self._directory(service, hour * MICROS_PER_HOUR)}/{first}-{content_hash(data)}.parquet",
                           data))
