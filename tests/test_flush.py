@@ -123,6 +123,44 @@ def test_while_commits_fail_nothing_more_is_staged_and_the_retry_keeps_its_commi
     assert flusher.close()
 
 
+class _GatedWriter(RecordingWriter):
+    """Stages only once `gate` is set, announcing each staging in `staging`."""
+
+    gate = threading.Event()
+    staging = threading.Event()
+
+    def stage(self, drained: Drained, flush_id: str) -> Staged:
+        _GatedWriter.staging.set()
+        _GatedWriter.gate.wait(10)
+        return super().stage(drained, flush_id)
+
+
+def test_shutdown_during_a_flush_commits_everything_left_once() -> None:
+    log: list[tuple[str, int, float]] = []
+    commits: list[tuple[str, str, int]] = []
+    never = threading.Event()
+    buffer = Buffer(BufferSettings(max_rows=10, max_age_s=60))
+    flusher = Flusher(buffer, lambda table: _GatedWriter(table, log, never, commits, never),
+                      tables=["logs"], commit_interval_s=60)
+    _GatedWriter.gate.set()
+    flusher.start()
+    buffer.offer({"logs": _batch(10)}, lsn=1)
+    assert wait_for(lambda: len(commits) == 1), "the first flush commits at once"
+    _GatedWriter.gate.clear()
+    _GatedWriter.staging.clear()
+    buffer.offer({"logs": _batch(10)}, lsn=2)
+    assert _GatedWriter.staging.wait(5)
+    buffer.offer({"logs": _batch(3)}, lsn=3)  # arrives while the flush of lsn 2 is being written
+    closing = threading.Thread(target=flusher.close)
+    closing.start()
+    assert wait_for(lambda: flusher._stopping)
+    _GatedWriter.gate.set()
+    closing.join(10)
+    assert [rows for _, rows, _ in log] == [10, 10, 3]
+    assert [flushes for _, _, flushes in commits] == [1, 2], "one shutdown commit for both flushes"
+    assert buffer.committed_through() == 3
+
+
 def test_close_flushes_everything_left() -> None:
     buffer, flusher, log, _ = _flusher(max_age_s=60)
     buffer.offer({"logs": _batch(3), "traces": _batch(4)})

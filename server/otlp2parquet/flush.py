@@ -103,8 +103,10 @@ class Flusher:
                     stage_failures += 1
                     if self._stopping:
                         gave_up = self.lost_at_shutdown = True
+            if self._stopping and drained is not None:
+                continue  # take everything left before committing: one commit at shutdown, not one per flush
             if not staged:
-                if self._stopping and drained is None:
+                if self._stopping:
                     return
                 continue
             if not self._stopping and time.monotonic() < commit_at:
