@@ -12,6 +12,7 @@ import pytest
 
 from bench.convert_bench import rate
 from bench.cost_bench import costs
+from bench.disk_bench import bytes_by_column
 from bench.load import payloads, run
 from bench.workload import requests
 from otlp2parquet.convert import convert_logs
@@ -123,3 +124,10 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def test_disk_benchmark_accounts_for_every_column_of_the_file() -> None:
+    rows, sizes = bytes_by_column("traces", 2, items=200)
+    assert rows == 400
+    assert {"Timestamp", "SpanId", "SpanAttributes.key_value.value"} <= set(sizes)
+    assert all(size > 0 for size in sizes.values())
