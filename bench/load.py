@@ -176,7 +176,8 @@ def _tables(base: pathlib.Path, signal_name: str) -> Tables:
 
 def _child_setup(cpus: int) -> None:
     """In the target process before exec: its CPUs, and SIGTERM when the harness dies (a killed benchmark or
-    a timed-out smoke test must not leave a sidecar behind)."""
+    a timed-out smoke test must not leave a sidecar behind). The kernel sends it when the thread that started
+    the target ends, so a Target belongs to a thread that outlives it."""
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if cpus:
         os.sched_setaffinity(0, range(cpus))

@@ -108,7 +108,7 @@ class WriterSettings(_Section):
     base_path: str = Field("./data", description="root for the embedded catalog, warehouse and Parquet files")
     table_prefix: str = Field("", description="prefix for table names, e.g. 'otel_' for ClickHouse names")
     partition_by_service: bool = Field(True, description="plain Parquet: add the {service} path segment")
-    compression_level: int = Field(1, ge=1, le=22, description="zstd level (1: smallest and fastest measured)")
+    compression_level: int = Field(1, ge=1, le=22, description="zstd level (1 measured fastest, and no larger than 3)")
     row_group_rows: int = Field(256 * 1024, gt=0, description="rows per Parquet row group")
     writer_id: str | None = Field(None, description="names this sidecar in snapshot summaries; default: host name")
 
