@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import time
 from collections.abc import Callable
 
@@ -14,3 +15,12 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20, interval: float
             return True
         time.sleep(interval)
     return False
+
+
+def alive(pid: int) -> bool:
+    """Running: a zombie waiting for whoever adopted it to reap it has exited."""
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

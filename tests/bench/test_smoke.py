@@ -16,7 +16,7 @@ from bench.disk_bench import bytes_by_column
 from bench.load import payloads, run
 from bench.workload import requests
 from otlp2parquet.convert import convert_logs
-from tests.waiting import wait_for
+from tests.waiting import alive, wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -110,20 +110,12 @@ def test_a_killed_harness_leaves_no_sidecar_behind() -> None:
             "the harness started no sidecar"
         harness.kill()
         harness.wait()
-        assert wait_for(lambda: not _alive(sidecars[0]), timeout=30), "the sidecar outlived its harness"
+        assert wait_for(lambda: not alive(sidecars[0]), timeout=30), "the sidecar outlived its harness"
     finally:
         harness.kill()
         for pid in sidecars:
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def test_disk_benchmark_accounts_for_every_column_of_the_file() -> None:

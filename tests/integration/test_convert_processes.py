@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import signal
 from collections.abc import Callable
 
@@ -15,7 +14,7 @@ import pytest
 from bench.workload import requests
 from tests.integration.server import ServerProcess
 from tests.integration.test_server import TRACE_METHOD, export, rows_committed
-from tests.waiting import wait_for
+from tests.waiting import alive, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,19 +27,10 @@ def _worker_pids(server: ServerProcess) -> list[int]:
     raise AssertionError(f"no worker pids in the log:\n{server.log()}")
 
 
-def _alive(pid: int) -> bool:
-    """Running: a zombie waiting for whoever adopted it to reap it has exited."""
-    try:
-        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
 def test_workers_convert_and_a_lost_worker_costs_one_retry(start_server: Callable[..., ServerProcess]) -> None:
     server = start_server(env={"OTLP2PARQUET_SERVER__CONVERT_PROCESSES": "2"})
     workers = _worker_pids(server)
-    assert len(workers) == 2 and all(_alive(pid) for pid in workers)
+    assert len(workers) == 2 and all(alive(pid) for pid in workers)
     acked = 0
     for payload in requests("traces", 500, 10, seed=5):
         export(server, TRACE_METHOD, payload)
@@ -66,11 +56,11 @@ def test_workers_convert_and_a_lost_worker_costs_one_retry(start_server: Callabl
 
     assert server.stop() == 0
     assert rows_committed(server, "traces") == acked
-    assert not any(_alive(pid) for pid in workers)
+    assert not any(alive(pid) for pid in workers)
 
 
 def test_workers_do_not_outlive_a_killed_server(start_server: Callable[..., ServerProcess]) -> None:
     server = start_server(env={"OTLP2PARQUET_SERVER__CONVERT_PROCESSES": "2"})
     workers = _worker_pids(server)
     server.kill()
-    assert wait_for(lambda: not any(_alive(pid) for pid in workers), timeout=10)
+    assert wait_for(lambda: not any(alive(pid) for pid in workers), timeout=10)
