@@ -72,8 +72,8 @@ class ServerSettings(_Section):
     max_receive_bytes: int = Field(64 * MiB, gt=0, description="largest accepted request, after decompression")
     reflection: bool = Field(True, description="serve gRPC server reflection (for grpcurl)")
     workers: int = Field(16, gt=0, description="gRPC handler threads; the Collector sends up to 10 at once")
-    conversions: int = Field(2, gt=0, description="requests converted at once (at least two per convert process); "
-                             "each holds its decoded request")
+    conversions: int = Field(1, gt=0, description="requests converted at once in the server process (at least two "
+                             "per convert process); a second one there costs CPU, not time")
     convert_processes: int = Field(0, ge=-1, description="worker processes that decode and convert requests, "
                                    "since decoding holds the GIL; 0: in the server process; -1: one per usable CPU "
                                    "(at most 4) when there are two or more")

@@ -79,7 +79,7 @@ class Receiver:
     """Converts each request and offers its batches to the buffer; knows nothing of writers."""
 
     def __init__(self, buffer: Buffer, wal: WriteAheadLog | None = None, telemetry: Telemetry | None = None,
-                 conversions: int = 2, convert: Converter | None = None) -> None:
+                 conversions: int = 1, convert: Converter | None = None) -> None:
         self.buffer = buffer
         self._convert = convert or (lambda signal, request: CONVERTERS[signal](request))
         # Conversions at once. The GIL serialises much of a conversion anyway; each one in flight holds a decoded
