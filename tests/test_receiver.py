@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pathlib
+import threading
+
 import grpc
 import grpc_testing
 import pytest
@@ -12,8 +15,11 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from bench.workload import requests
 from otlp2parquet.buffer import Buffer
-from otlp2parquet.config import BufferSettings
-from otlp2parquet.receiver import SERVICES, Receiver
+from otlp2parquet.config import BufferSettings, WalSettings
+from otlp2parquet.convert import CONVERTERS, ConversionResult
+from otlp2parquet.receiver import SERVICES, Outcome, Receiver
+from otlp2parquet.wal import WriteAheadLog
+from tests.waiting import wait_for
 
 DESCRIPTORS = {
     "traces": trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"],
@@ -134,3 +140,89 @@ def test_empty_request_is_a_plain_success() -> None:
     response, _, code, _ = _export(receiver, "metrics", b"")
     assert code is grpc.StatusCode.OK and not response.HasField("partial_success")
     assert receiver.buffer.stats() == {}
+
+
+class _Gate:
+    """The real converter, holding its first call until released so that the requests after it queue up."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls: list[int] = []  # request bytes per call
+
+    def __call__(self, signal: str, request: bytes) -> ConversionResult:
+        self.calls.append(len(request))
+        if len(self.calls) == 1:
+            assert self.release.wait(10)
+        return CONVERTERS[signal](request)
+
+
+def _behind_a_busy_conversion(receiver: Receiver, gate: _Gate, signal: str, first: bytes,
+                              queued: list[bytes]) -> tuple[Outcome, list[Outcome]]:
+    """Export `first`, and `queued` while `first` is being converted; the outcome of each."""
+    svc = next(s for s in SERVICES if s.signal == signal)
+    outcomes: dict[int, Outcome] = {}
+
+    def send(i: int, payload: bytes) -> None:
+        outcomes[i] = receiver.handle(svc, payload)
+
+    threads = [threading.Thread(target=send, args=(-1, first))]
+    threads[0].start()
+    assert wait_for(lambda: gate.calls), "the first conversion starts"
+    threads += [threading.Thread(target=send, args=(i, p)) for i, p in enumerate(queued)]
+    for t in threads[1:]:
+        t.start()
+    assert wait_for(lambda: receiver.queued == len(queued)), "the others wait for the conversion slot"
+    gate.release.set()
+    for t in threads:
+        t.join(10)
+    return outcomes[-1], [outcomes[i] for i in range(len(queued))]
+
+
+def test_requests_queued_behind_a_conversion_are_converted_and_logged_together(tmp_path: pathlib.Path) -> None:
+    wal = WriteAheadLog(tmp_path, WalSettings())
+    wal.open(next_lsn=wal.recover() + 1)
+    gate = _Gate()
+    receiver = Receiver(Buffer(BufferSettings()), wal, convert=gate)
+    payloads = list(requests("logs", 100, 5, seed=3))
+    first, rest = _behind_a_busy_conversion(receiver, gate, "logs", payloads[0], payloads[1:])
+    for outcome in [first, *rest]:
+        assert isinstance(outcome, logs_service_pb2.ExportLogsServiceResponse)
+        assert not outcome.HasField("partial_success")
+    assert gate.calls == [len(payloads[0]), sum(map(len, payloads[1:]))], "one conversion for the four queued"
+    assert receiver.buffer.stats()["logs"][0] == 500
+    wal.close()
+    again = WriteAheadLog(tmp_path, WalSettings())
+    again.recover()
+    records = list(again.replay(after=0))
+    assert len(records) == 2, "one WAL record (and one sync) for the group"
+    replayed = sum(CONVERTERS["logs"](r.payload).accepted for r in records)
+    assert replayed == 500, "the group's record replays every queued request's records"
+
+
+def test_a_group_with_a_bad_request_answers_each_request_as_if_it_came_alone() -> None:
+    gate = _Gate()
+    receiver = Receiver(Buffer(BufferSettings()), convert=gate)
+    bad_span = trace_service_pb2.ExportTraceServiceRequest()
+    spans = bad_span.resource_spans.add().scope_spans.add().spans
+    spans.add(span_id=b"\x01" * 8, name="good")
+    spans.add(span_id=b"\x01" * 3, name="bad")
+    good = next(requests("traces", 20, 1, seed=4))
+    queued = [good, bad_span.SerializeToString(), b"\x0a\xff\xff\xff garbage", good]
+    _, (ok, partial, invalid, ok_again) = _behind_a_busy_conversion(
+        receiver, gate, "traces", next(requests("traces", 10, 1, seed=5)), queued)
+    assert isinstance(ok, trace_service_pb2.ExportTraceServiceResponse) and not ok.HasField("partial_success")
+    assert isinstance(partial, trace_service_pb2.ExportTraceServiceResponse)
+    assert partial.partial_success.rejected_spans == 1
+    assert isinstance(invalid, grpc.Status) and invalid.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert isinstance(ok_again, trace_service_pb2.ExportTraceServiceResponse)
+    assert not ok_again.HasField("partial_success")
+    assert receiver.buffer.stats()["traces"][0] == 10 + 20 + 1 + 20
+
+
+def test_a_group_is_no_larger_than_group_bytes() -> None:
+    gate = _Gate()
+    payloads = list(requests("metrics", 50, 5, seed=6))
+    receiver = Receiver(Buffer(BufferSettings()), convert=gate, group_bytes=2 * max(map(len, payloads)))
+    _behind_a_busy_conversion(receiver, gate, "metrics", payloads[0], payloads[1:])
+    assert len(gate.calls) == 3 and all(n <= receiver.group_bytes for n in gate.calls)
+    assert sum(gate.calls) == sum(map(len, payloads))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -29,7 +29,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from otlp2parquet.buffer import Buffer
-from otlp2parquet.convert import CONVERTERS, ConversionResult
+from otlp2parquet.convert import CONVERTERS, ConversionResult, join
 from otlp2parquet.errors import BufferFullError, ConversionError, ConverterLostError, WalError
 from otlp2parquet.telemetry import Telemetry
 from otlp2parquet.wal import WriteAheadLog
@@ -75,41 +75,135 @@ def invalid_argument(message: str) -> grpc.Status:
     return rpc_status.to_status(status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message))
 
 
+Outcome = Message | grpc.Status
+
+
+@dataclass(eq=False)
+class _Queued:
+    """An admitted request waiting for a conversion slot; the handler that gets one next may take it along."""
+
+    svc: SignalService
+    request: bytes
+    taken: bool = False
+    outcome: Outcome | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
 class Receiver:
-    """Converts each request and offers its batches to the buffer; knows nothing of writers."""
+    """Converts requests and offers their batches to the buffer; knows nothing of writers.
+
+    Requests that arrive while every conversion slot is busy queue up, and the next handler to get a slot
+    converts all queued requests of its signal as one (up to `group_bytes`), appends them to the WAL as one
+    record and syncs once. Each one is answered as if converted alone: a group in which anything is refused
+    or rejected is redone one request at a time. An idle receiver converts each request alone, as it arrives.
+    """
 
     def __init__(self, buffer: Buffer, wal: WriteAheadLog | None = None, telemetry: Telemetry | None = None,
-                 conversions: int = 1, convert: Converter | None = None) -> None:
+                 conversions: int = 1, convert: Converter | None = None, group_bytes: int = 8 * 1024 * 1024) -> None:
         self.buffer = buffer
         self._convert = convert or (lambda signal, request: CONVERTERS[signal](request))
-        # Conversions at once. The GIL serialises much of a conversion anyway; each one in flight holds a decoded
-        # request and its intermediate arrays, and per-thread allocator heaps keep that memory after it is freed.
-        self._converting = threading.BoundedSemaphore(conversions)
+        # Conversions at once. In the server process a second one costs CPU and saves no time (the GIL); each
+        # one holds a decoded request and its intermediate arrays.
+        self._slots = conversions
+        self._busy = 0
+        self._queue: list[_Queued] = []
+        self._queue_changed = threading.Condition()
+        self.group_bytes = group_bytes
         self.wal = wal
         self.telemetry = telemetry or Telemetry()
         self.retry_after_s = buffer.settings.retry_after_s
         self.shutting_down = False
 
+    @property
+    def queued(self) -> int:
+        """Admitted requests waiting for a conversion slot: above zero, the receiver is converting flat out."""
+        with self._queue_changed:
+            return len(self._queue)
+
     def _refused(self, svc: SignalService, reason: str, status: grpc.Status,
-                 result: ConversionResult | None = None) -> grpc.Status:
+                 result: ConversionResult | None = None, requests: int = 1) -> grpc.Status:
         t = self.telemetry
-        t.requests.labels(svc.signal, "refused", status.code.name).inc()
+        t.requests.labels(svc.signal, "refused", status.code.name).inc(requests)
         if result is None:
-            t.refused_requests.labels(svc.signal, reason).inc()
+            t.refused_requests.labels(svc.signal, reason).inc(requests)
         else:
             t.refused_items.labels(svc.signal, reason).inc(result.accepted + result.rejected)
         return status
 
-    def handle(self, svc: SignalService, request: bytes) -> Message | grpc.Status:
+    def handle(self, svc: SignalService, request: bytes) -> Outcome:
         """The outcome of one Export: a response message or a status to abort with. Never raises."""
-        result: ConversionResult | None = None
         try:
             self.telemetry.request_size.labels(svc.signal).observe(len(request))
             if self.shutting_down:
                 return self._refused(svc, "shutdown", unavailable("shutting down", self.retry_after_s))
             self.buffer.admit()
-            with self._converting:
-                result = self._convert(svc.signal, request)
+        except BufferFullError as exc:
+            return self._refused(svc, "throttled", unavailable(str(exc), exc.retry_after_s))
+        mine = _Queued(svc, request)
+        group = self._take_slot(mine)
+        if group:
+            try:
+                self._convert_group(svc, group)
+            finally:
+                with self._queue_changed:
+                    self._busy -= 1
+                    self._queue_changed.notify_all()
+        mine.done.wait()
+        assert mine.outcome is not None
+        return mine.outcome
+
+    def _take_slot(self, mine: _Queued) -> list[_Queued]:
+        """Wait for a conversion slot or for another handler to take `mine`. With a slot, take `mine` and the
+        other queued requests of its signal that fit in `group_bytes`, oldest first."""
+        with self._queue_changed:
+            self._queue.append(mine)
+            while not mine.taken and self._busy >= self._slots:
+                self._queue_changed.wait()
+            if mine.taken:
+                return []
+            self._busy += 1
+            group, size, rest = [mine], len(mine.request), []
+            for q in self._queue:
+                if q is not mine and q.svc is mine.svc and size + len(q.request) <= self.group_bytes:
+                    group.append(q)
+                    size += len(q.request)
+                elif q is not mine:
+                    rest.append(q)
+            for q in group:
+                q.taken = True
+            self._queue = rest
+            self._queue_changed.notify_all()
+            return group
+
+    def _convert_group(self, svc: SignalService, group: list[_Queued]) -> None:
+        try:
+            joined = join([q.request for q in group]) if len(group) > 1 else None
+            outcome = self._store(svc, joined, len(group)) if joined is not None else None
+            if outcome is not None:
+                for q in group:
+                    q.outcome = outcome
+            else:
+                for q in group:
+                    q.outcome = self._store(svc, q.request, 1)
+        except Exception as exc:  # _store does not raise; should it, no handler may wait forever
+            log.exception("unexpected error converting %s exports", svc.signal, extra={"signal": svc.signal})
+            for q in group:
+                if q.outcome is None:
+                    q.outcome = self._refused(svc, "internal", unavailable(f"internal error: {exc!r}",
+                                                                           self.retry_after_s))
+        finally:
+            for q in group:
+                q.done.set()
+
+    def _store(self, svc: SignalService, request: bytes, requests: int) -> Outcome | None:
+        """Convert `request` (`requests` requests joined into one), buffer its batches and log its bytes in the
+        WAL. For a joined request, None when it has to be redone one request at a time because something in
+        it would be refused, rejected or repaired: each request must get its own answer."""
+        result: ConversionResult | None = None
+        try:
+            result = self._convert(svc.signal, request)
+            if requests > 1 and (result.rejected or result.warnings):
+                return None
             if result.batches:
                 if self.wal is None:
                     self.buffer.offer(result.batches)
@@ -117,31 +211,34 @@ class Receiver:
                     wal = self.wal
                     lsn = self.buffer.offer(result.batches, lambda: wal.append(svc.signal, request))
                     wal.sync(lsn)
-            return self._response(svc, result)
+            return self._response(svc, result, requests)
         except ConversionError as exc:
+            if requests > 1:
+                return None
             log.warning("rejected undecodable %s request", svc.signal,
                         extra={"signal": svc.signal, "bytes": len(request), "error": str(exc)})
             return self._refused(svc, "invalid", invalid_argument(str(exc)))
         except BufferFullError as exc:
-            return self._refused(svc, "throttled", unavailable(str(exc), exc.retry_after_s), result)
+            return self._refused(svc, "throttled", unavailable(str(exc), exc.retry_after_s), result, requests)
         except ConverterLostError as exc:
             log.error("refusing an export: its conversion worker exited", extra={"signal": svc.signal,
                                                                              "bytes": len(request)})
-            return self._refused(svc, "internal", unavailable(str(exc), self.retry_after_s))
+            return self._refused(svc, "internal", unavailable(str(exc), self.retry_after_s), None, requests)
         except WalError as exc:
             log.error("refusing an export: the WAL cannot be written", extra={"signal": svc.signal, "error": str(exc)})
-            return self._refused(svc, "wal", unavailable(str(exc), self.retry_after_s), result)
+            return self._refused(svc, "wal", unavailable(str(exc), self.retry_after_s), result, requests)
         except Exception as exc:  # a bug must not turn into data loss: ask the client to retry
             log.exception("unexpected error handling %s export", svc.signal, extra={"signal": svc.signal})
-            return self._refused(svc, "internal", unavailable(f"internal error: {exc!r}", self.retry_after_s), result)
+            return self._refused(svc, "internal", unavailable(f"internal error: {exc!r}", self.retry_after_s), result,
+                                 requests)
 
-    def _response(self, svc: SignalService, result: ConversionResult) -> Message:
+    def _response(self, svc: SignalService, result: ConversionResult, requests: int = 1) -> Message:
         t = self.telemetry
         t.accepted_items.labels(svc.signal).inc(result.accepted)
         for reason, count in result.reasons.items():
             t.partial_rejected_items.labels(svc.signal, reason).inc(count)
         if not result.rejected and not result.warnings:
-            t.requests.labels(svc.signal, "success", "OK").inc()
+            t.requests.labels(svc.signal, "success", "OK").inc(requests)
             return svc.response()
         t.requests.labels(svc.signal, "partial_success", "OK").inc()
         message = result.message()

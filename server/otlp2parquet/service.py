@@ -63,7 +63,7 @@ class Service:
         # With workers, two requests per worker in flight keep each one busy while the other result travels.
         conversions = max(settings.server.conversions, 2 * processes)
         self.receiver = Receiver(self.buffer, self.wal, self.telemetry, conversions,
-                                 self.pool.convert if self.pool else None)
+                                 self.pool.convert if self.pool else None, settings.server.group_bytes)
         self.telemetry.add_live(self._live_metrics)
         self.http = None
         if settings.telemetry.enabled:
@@ -114,6 +114,8 @@ class Service:
                     [([], pa.default_memory_pool().max_memory())])
         yield gauge("buffer_capacity_bytes", "The memory budget", [],
                     [([], self.settings.buffer.memory_budget_bytes)])
+        yield gauge("conversion_queue_requests", "Admitted requests waiting for a conversion slot", [],
+                    [([], self.receiver.queued)])
         yield gauge("oldest_unflushed_age_seconds", "Age of the oldest buffered row per table", ["table"],
                     ([[t], a] for t, a in ages.items()))
         if self.wal is not None:

@@ -1,11 +1,16 @@
-"""Undecodable bytes raise ConversionError; invalid UTF-8 is repaired rather than losing the request."""
+"""Undecodable bytes raise ConversionError; invalid UTF-8 is repaired rather than losing the request; joined
+requests convert as each alone would."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pyarrow as pa
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otlp2parquet.convert import CONVERTERS, convert_traces
+from bench.workload import requests
+from otlp2parquet.convert import CONVERTERS, convert_traces, join
 from otlp2parquet.errors import ConversionError
 from tests.otlp import kv
 
@@ -43,3 +48,29 @@ def test_truncated_real_request_is_rejected() -> None:
     data = _request_with_marker()
     with pytest.raises(ConversionError):
         convert_traces(data[:-5])
+
+
+@pytest.mark.parametrize("signal", ["traces", "logs", "metrics"])
+def test_joined_requests_convert_to_each_request_s_rows_in_order(signal: str) -> None:
+    payloads = list(requests(signal, 40, 3, seed=7))
+    joined = join(payloads)
+    assert joined is not None
+    together = CONVERTERS[signal](joined)
+    alone = [CONVERTERS[signal](p) for p in payloads]
+    assert together.accepted == sum(r.accepted for r in alone) and together.rejected == 0
+    assert set(together.batches) == {t for r in alone for t in r.batches}
+    for table, batch in together.batches.items():
+        expected = pa.Table.from_batches([r.batches[table] for r in alone if table in r.batches])
+        assert pa.Table.from_batches([batch]).equals(expected), table
+
+
+@pytest.mark.parametrize("broken", [
+    lambda good: good[:-3],  # the last field cut short would read on into the next request
+    lambda good: good + b"\x0b",  # a group (wire type 3)
+    lambda good: b"\x0a\xff\xff\xff garbage",
+    lambda good: good + b"\x00",  # field number 0
+])
+def test_a_request_not_cleanly_framed_is_not_joined(broken: Callable[[bytes], bytes]) -> None:
+    good = next(requests("traces", 5, 1, seed=8))
+    assert join([broken(good), good]) is None
+    assert join([good, broken(good)]) is None

@@ -61,6 +61,7 @@ def test_metrics_count_what_was_sent(start_server: Callable[..., ServerProcess])
     assert value(m, "otlp2parquet_sink_files_total", table="traces") >= 1
     assert value(m, "otlp2parquet_flush_duration_seconds_count", table="traces") >= 1
     assert value(m, "otlp2parquet_buffer_capacity_bytes") == BufferSettings().memory_budget_bytes
+    assert value(m, "otlp2parquet_conversion_queue_requests") == 0, "every export was answered"
     assert value(m, "otlp2parquet_wal_bytes") > 0
     assert value(m, "otlp2parquet_ready") == 1
     assert value(m, "process_resident_memory_bytes") > 0

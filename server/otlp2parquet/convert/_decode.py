@@ -7,6 +7,7 @@ protobuf) forwards such strings; we repair them to U+FFFD rather than lose the w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 
 import pyarrow as pa
@@ -44,6 +45,40 @@ def decode(signal: str, data: bytes) -> tuple[pa.StructArray, int]:
         return _handler(signal).list_to_record_batch([repaired]).to_struct_array(), count
     except ValueError as exc:
         raise ConversionError(f"cannot decode {signal} request: {exc}") from exc
+
+
+def join(requests: Sequence[bytes]) -> bytes | None:
+    """Several requests of one signal as one. Appended protobuf messages read as one message whose repeated
+    fields hold both, so converting the joined bytes once gives every request's rows.
+
+    None if a request does not end exactly after its last top-level field: its truncated field would swallow
+    the next request's bytes, and two requests that are refused alone could read as one valid one.
+    """
+    return b"".join(requests) if all(_framed(r) for r in requests) else None
+
+
+def _framed(data: bytes) -> bool:
+    pos = 0
+    try:
+        while pos < len(data):
+            tag, pos = _varint(data, pos)
+            wire = tag & 7
+            if tag >> 3 == 0:
+                return False
+            if wire == 0:
+                _, pos = _varint(data, pos)
+            elif wire == 1:
+                pos += 8
+            elif wire == 5:
+                pos += 4
+            elif wire == 2:
+                length, pos = _varint(data, pos)
+                pos += length
+            else:
+                return False
+    except ConversionError:
+        return False
+    return pos == len(data)
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
