@@ -85,7 +85,7 @@ class ServerSettings(_Section):
 
 
 class BufferSettings(_Section):
-    memory_budget_bytes: int = Field(192 * MiB, gt=0, description="Arrow bytes held across all tables")
+    memory_budget_bytes: int = Field(160 * MiB, gt=0, description="Arrow bytes held across all tables")
     high_water_fraction: float = Field(0.8, gt=0, le=1, description="above this share of the budget, refuse")
     max_rows: int = Field(1_000_000, gt=0, description="flush a table at this many rows")
     max_bytes: int = Field(32 * MiB, gt=0, description="flush a table at this many Arrow bytes")
