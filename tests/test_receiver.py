@@ -226,3 +226,37 @@ def test_a_group_is_no_larger_than_group_bytes() -> None:
     _behind_a_busy_conversion(receiver, gate, "metrics", payloads[0], payloads[1:])
     assert len(gate.calls) == 3 and all(n <= receiver.group_bytes for n in gate.calls)
     assert sum(gate.calls) == sum(map(len, payloads))
+
+
+def test_a_conversion_does_not_wait_for_another_request_s_wal_sync(tmp_path: pathlib.Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    wal = WriteAheadLog(tmp_path, WalSettings())
+    wal.open(next_lsn=wal.recover() + 1)
+    syncing, disk_back = threading.Event(), threading.Event()
+    real_sync = wal.sync
+
+    def slow_sync(lsn: int) -> None:
+        if not syncing.is_set():
+            syncing.set()
+            assert disk_back.wait(60)
+        real_sync(lsn)
+
+    monkeypatch.setattr(wal, "sync", slow_sync)
+    converted: list[int] = []
+    receiver = Receiver(Buffer(BufferSettings()), wal,
+                        convert=lambda signal, request: converted.append(1) or CONVERTERS[signal](request))
+    svc = next(s for s in SERVICES if s.signal == "logs")
+    first, second = requests("logs", 10, 2, seed=9)
+    outcomes: list[Outcome] = []
+    threads = [threading.Thread(target=lambda p=p: outcomes.append(receiver.handle(svc, p))) for p in (first, second)]
+    threads[0].start()
+    assert syncing.wait(10)
+    threads[1].start()
+    converting = wait_for(lambda: len(converted) == 2, timeout=5)
+    disk_back.set()
+    for t in threads:
+        t.join(10)
+    assert converting, "the second request converts while the first one's WAL sync is slow"
+    assert all(isinstance(o, logs_service_pb2.ExportLogsServiceResponse) for o in outcomes)
+    assert receiver.buffer.stats()["logs"][0] == 20
+    wal.close()

@@ -142,12 +142,7 @@ class Receiver:
         mine = _Queued(svc, request)
         group = self._take_slot(mine)
         if group:
-            try:
-                self._convert_group(svc, group)
-            finally:
-                with self._queue_changed:
-                    self._busy -= 1
-                    self._queue_changed.notify_all()
+            self._convert_group(svc, group)
         mine.done.wait()
         assert mine.outcome is not None
         return mine.outcome
@@ -175,16 +170,22 @@ class Receiver:
             self._queue_changed.notify_all()
             return group
 
+    def _release_slot(self) -> None:
+        with self._queue_changed:
+            self._busy -= 1
+            self._queue_changed.notify_all()
+
     def _convert_group(self, svc: SignalService, group: list[_Queued]) -> None:
+        """Convert the group holding the slot, then give the slot up before the WAL sync and answer everyone."""
         try:
-            joined = join([q.request for q in group]) if len(group) > 1 else None
-            outcome = self._store(svc, joined, len(group)) if joined is not None else None
-            if outcome is not None:
-                for q in group:
+            try:
+                converted = self._conversions(svc, group)
+            finally:
+                self._release_slot()
+            for members, request, result in converted:
+                outcome = self._store(svc, request, result, len(members))
+                for q in members:
                     q.outcome = outcome
-            else:
-                for q in group:
-                    q.outcome = self._store(svc, q.request, 1)
         except Exception as exc:  # _store does not raise; should it, no handler may wait forever
             log.exception("unexpected error converting %s exports", svc.signal, extra={"signal": svc.signal})
             for q in group:
@@ -195,26 +196,45 @@ class Receiver:
             for q in group:
                 q.done.set()
 
-    def _store(self, svc: SignalService, request: bytes, requests: int) -> Outcome | None:
-        """Convert `request` (`requests` requests joined into one), buffer its batches and log its bytes in the
-        WAL. For a joined request, None when it has to be redone one request at a time because something in
-        it would be refused, rejected or repaired: each request must get its own answer."""
-        result: ConversionResult | None = None
+    def _conversions(self, svc: SignalService,
+                     group: list[_Queued]) -> list[tuple[list[_Queued], bytes, ConversionResult | Exception]]:
+        """The group converted as one request when nothing in it is refused, rejected or repaired (each request
+        must get its own answer); otherwise each request converted alone. An exception is kept as its result."""
+        joined = join([q.request for q in group]) if len(group) > 1 else None
+        if joined is not None:
+            try:
+                result = self._convert(svc.signal, joined)
+                if not result.rejected and not result.warnings:
+                    return [(group, joined, result)]
+            except ConversionError:
+                pass
+            except Exception as exc:  # e.g. a lost conversion worker: the same answer for all
+                return [(group, joined, exc)]
+        converted: list[tuple[list[_Queued], bytes, ConversionResult | Exception]] = []
+        for q in group:
+            try:
+                converted.append(([q], q.request, self._convert(svc.signal, q.request)))
+            except Exception as exc:
+                converted.append(([q], q.request, exc))
+        return converted
+
+    def _store(self, svc: SignalService, request: bytes, converted: ConversionResult | Exception,
+               requests: int) -> Outcome:
+        """Buffer a converted request's batches and log its bytes in the WAL (`requests` requests joined into
+        one): the answer for each of them."""
+        result = converted if isinstance(converted, ConversionResult) else None
         try:
-            result = self._convert(svc.signal, request)
-            if requests > 1 and (result.rejected or result.warnings):
-                return None
-            if result.batches:
+            if isinstance(converted, Exception):
+                raise converted
+            if converted.batches:
                 if self.wal is None:
-                    self.buffer.offer(result.batches)
+                    self.buffer.offer(converted.batches)
                 else:
                     wal = self.wal
-                    lsn = self.buffer.offer(result.batches, lambda: wal.append(svc.signal, request))
+                    lsn = self.buffer.offer(converted.batches, lambda: wal.append(svc.signal, request))
                     wal.sync(lsn)
-            return self._response(svc, result, requests)
+            return self._response(svc, converted, requests)
         except ConversionError as exc:
-            if requests > 1:
-                return None
             log.warning("rejected undecodable %s request", svc.signal,
                         extra={"signal": svc.signal, "bytes": len(request), "error": str(exc)})
             return self._refused(svc, "invalid", invalid_argument(str(exc)))
