@@ -94,8 +94,9 @@ class Receiver:
 
     Requests that arrive while every conversion slot is busy queue up, and the next handler to get a slot
     converts all queued requests of its signal as one (up to `group_bytes`), appends them to the WAL as one
-    record and syncs once. Each one is answered as if converted alone: a group in which anything is refused
-    or rejected is redone one request at a time. An idle receiver converts each request alone, as it arrives.
+    record and syncs once. Each one is answered as if converted alone: a group whose conversion refuses,
+    rejects or repairs anything is converted again one request at a time (a full buffer or a failed WAL write
+    still refuses the whole group, as it would each request). An idle receiver converts each request alone.
     """
 
     def __init__(self, buffer: Buffer, wal: WriteAheadLog | None = None, telemetry: Telemetry | None = None,
