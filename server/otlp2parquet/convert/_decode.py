@@ -61,24 +61,36 @@ def _framed(data: bytes) -> bool:
     pos = 0
     try:
         while pos < len(data):
-            tag, pos = _varint(data, pos)
-            wire = tag & 7
-            if tag >> 3 == 0:
-                return False
-            if wire == 0:
-                _, pos = _varint(data, pos)
-            elif wire == 1:
-                pos += 8
-            elif wire == 5:
-                pos += 4
-            elif wire == 2:
-                length, pos = _varint(data, pos)
-                pos += length
-            else:
+            number, _, _, _, pos = _field(data, pos)
+            if number == 0:
                 return False
     except ConversionError:
         return False
-    return pos == len(data)
+    return True
+
+
+def _field(data: bytes, pos: int) -> tuple[int, int, int, int, int]:
+    """The field starting at `pos`: its number, wire type, the end of its tag, the start of its value and its
+    end. Raises ConversionError for a group (wire types 3 and 4) or a field running past the end of `data`."""
+    tag, tag_end = _varint(data, pos)
+    number, wire = tag >> 3, tag & 7
+    body = tag_end
+    if wire == 0:
+        _, end = _varint(data, body)
+    elif wire == 1:
+        end = body + 8
+    elif wire == 5:
+        end = body + 4
+    elif wire == 2:
+        length, body = _varint(data, tag_end)
+        end = body + length
+        if end > len(data):
+            raise ConversionError("truncated length-delimited field")
+    else:
+        raise ConversionError(f"unsupported protobuf wire type {wire}")
+    if end > len(data):
+        raise ConversionError("truncated field")
+    return number, wire, tag_end, body, end
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -111,20 +123,8 @@ def repair_utf8(data: bytes, descriptor: Descriptor, depth: int = 0) -> tuple[by
     repaired = pos = 0
     while pos < len(data):
         start = pos
-        tag, pos = _varint(data, pos)
-        tag_end = pos
-        number, wire = tag >> 3, tag & 7
-        if wire == 0:
-            _, pos = _varint(data, pos)
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        elif wire == 2:
-            length, body = _varint(data, pos)
-            pos = body + length
-            if pos > len(data):
-                raise ConversionError("truncated length-delimited field")
+        number, wire, tag_end, body, pos = _field(data, pos)
+        if wire == 2:
             fd = descriptor.fields_by_number.get(number)
             payload = data[body:pos]
             if fd is not None and fd.type == FieldDescriptor.TYPE_MESSAGE:
@@ -141,9 +141,5 @@ def repair_utf8(data: bytes, descriptor: Descriptor, depth: int = 0) -> tuple[by
                 repaired += n
                 out += data[start:tag_end] + _encode_varint(len(payload)) + payload
                 continue
-        else:
-            raise ConversionError(f"unsupported protobuf wire type {wire}")
-        if pos > len(data):
-            raise ConversionError("truncated field")
         out += data[start:pos]
     return bytes(out), repaired
