@@ -36,6 +36,8 @@ def test_every_parquet_column_gets_the_encoding_its_contract_asks_for(table: str
             assert "DELTA_BINARY_PACKED" in encodings and "RLE_DICTIONARY" not in encodings, path
         elif unique:
             assert "RLE_DICTIONARY" not in encodings, path
+            if kind == "string":
+                assert "DELTA_LENGTH_BYTE_ARRAY" in encodings, path
         elif kind != "boolean":  # Parquet has no dictionary for booleans
             assert "RLE_DICTIONARY" in encodings, path
 

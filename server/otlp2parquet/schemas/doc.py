@@ -49,8 +49,9 @@ This file is generated from `server/otlp2parquet/schemas/tables.py`
   (0 unspecified, 1 delta, 2 cumulative).
 - **Layout**: every table is partitioned by `day(<time column>)` and sorted by its sort columns; Parquet
   files are zstd-compressed with statistics. Timestamps are stored with `DELTA_BINARY_PACKED`; ids
-  (`SpanId`, `ParentSpanId`, ids inside links and exemplars) and `Duration` without a dictionary, every
-  other column with one. Table properties: {", ".join(f"`{k}={v}`" for k, v in
+  (`SpanId`, `ParentSpanId`, the logs' `TraceId`, ids inside links and exemplars) with
+  `DELTA_LENGTH_BYTE_ARRAY` and `Duration` plain, both without a dictionary; every other column with one,
+  except booleans, for which Parquet has none. Table properties: {", ".join(f"`{k}={v}`" for k, v in
   table_properties().items())}.
 
 Nullability: "required" columns are never null. Field IDs are the Iceberg IDs the catalog stores.

@@ -102,7 +102,7 @@ TRACES = (
 LOGS = (
     Field("Timestamp", TIMESTAMPTZ, source="time_unix_nano, or observed_time_unix_nano when 0",
           example="2026-01-01 00:00:01+00"),
-    Field("TraceId", STRING, source="trace_id as hex, '' when empty", example=TRACE_ID_EX),
+    Field("TraceId", STRING, source="trace_id as hex, '' when empty", example=TRACE_ID_EX, unique=True),
     Field("SpanId", STRING, source="span_id as hex, '' when empty", example=SPAN_ID_EX, unique=True),
     Field("TraceFlags", INT, source="flags & 0xff", example="1"),
     Field("SeverityText", STRING, source="severity_text", example="ERROR"),
