@@ -219,6 +219,38 @@ def test_a_group_with_a_bad_request_answers_each_request_as_if_it_came_alone() -
     assert receiver.buffer.stats()["traces"][0] == 10 + 20 + 1 + 20
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the SystemExit, on purpose
+def test_a_group_whose_converting_handler_dies_gets_unavailable_not_an_error() -> None:
+    class _Dying(_Gate):
+        def __call__(self, signal: str, request: bytes) -> ConversionResult:
+            if self.calls:
+                self.calls.append(len(request))
+                raise SystemExit  # ends the handler thread that converts the group
+            return super().__call__(signal, request)
+
+    gate = _Dying()
+    receiver = Receiver(Buffer(BufferSettings(retry_after_s=3.5)), convert=gate)
+    svc = next(s for s in SERVICES if s.signal == "logs")
+    payloads = list(requests("logs", 10, 4, seed=8))
+    outcomes: dict[int, Outcome] = {}
+    threads = [threading.Thread(target=lambda i=i, p=p: outcomes.__setitem__(i, receiver.handle(svc, p)))
+               for i, p in enumerate(payloads)]
+    threads[0].start()
+    assert wait_for(lambda: gate.calls), "the first conversion starts"
+    for t in threads[1:]:
+        t.start()
+    assert wait_for(lambda: receiver.queued == 3), "the others wait for the conversion slot"
+    gate.release.set()
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads), "nobody waits forever for the dead handler's group"
+    assert len(gate.calls) == 2, "the three queued requests were one group"
+    assert isinstance(outcomes.pop(0), logs_service_pb2.ExportLogsServiceResponse)
+    assert len(outcomes) == 2, "the handler that converted the group died; the other two got answers"
+    for outcome in outcomes.values():
+        assert isinstance(outcome, grpc.Status) and outcome.code is grpc.StatusCode.UNAVAILABLE
+
+
 def test_a_group_is_no_larger_than_group_bytes() -> None:
     gate = _Gate()
     payloads = list(requests("metrics", 50, 5, seed=6))

@@ -145,7 +145,9 @@ class Receiver:
         if group:
             self._convert_group(svc, group)
         mine.done.wait()
-        assert mine.outcome is not None
+        if mine.outcome is None:  # the handler converting its group died of a BaseException (SystemExit)
+            return self._refused(svc, "internal", unavailable("internal error: the conversion was interrupted",
+                                                              self.retry_after_s))
         return mine.outcome
 
     def _take_slot(self, mine: _Queued) -> list[_Queued]:
