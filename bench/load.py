@@ -245,6 +245,9 @@ def _sidecar(base: pathlib.Path, settings: list[str], cpus: int = 0) -> Target:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTLP2PARQUET_")}
     for item in settings:
         key, value = item.split("=", 1)
+        if "." not in key:  # NAME=VALUE: an environment variable of the sidecar, e.g. an allocator's setting
+            env[key] = value
+            continue
         section, name = key.split(".", 1)
         env[f"OTLP2PARQUET_{section.upper()}__{name.upper()}"] = value
     env["OTLP2PARQUET_METRICS_LISTEN"] = f"127.0.0.1:{_free_port()}"
@@ -367,7 +370,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="threads per load process")
     parser.add_argument("--rate", type=float, default=0.0, help="offered items/s in total (default: as fast as acked)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="a sidecar setting; repeat --set, or use --compare to run several configurations")
+                        help="a sidecar setting, or NAME=VALUE for an environment variable of the sidecar; "
+                        "repeat --set, or use --compare to run several configurations")
     parser.add_argument("--compare", action="append", default=[], metavar="'SECTION.KEY=V [SECTION.KEY=V...]'",
                         help="one configuration per --compare (space-separated settings), run one after another")
     parser.add_argument("--rotel", action="store_true", help="also send the same load to rotel-agent (blackhole)")
