@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -133,6 +134,12 @@ class Receiver:
 
     def handle(self, svc: SignalService, request: bytes) -> Outcome:
         """The outcome of one Export: a response message or a status to abort with. Never raises."""
+        started = time.perf_counter()
+        outcome = self._answer(svc, request)
+        self.telemetry.export_duration.labels(svc.signal).observe(time.perf_counter() - started)
+        return outcome
+
+    def _answer(self, svc: SignalService, request: bytes) -> Outcome:
         try:
             self.telemetry.request_size.labels(svc.signal).observe(len(request))
             if self.shutting_down:

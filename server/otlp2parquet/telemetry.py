@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 PREFIX = "otlp2parquet"
 SIZE_BUCKETS = (1e3, 1e4, 1e5, 1e6, 4e6, 16e6, 64e6)
 SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+EXPORT_SECONDS_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
 class _LiveState(Collector):
@@ -61,6 +62,11 @@ class Telemetry:
             ["signal", "reason"], registry=r)
         self.request_size = Histogram(f"{PREFIX}_request_size_bytes", "Export request size (after decompression)",
                                       ["signal"], buckets=SIZE_BUCKETS, registry=r)
+        self.export_duration = Histogram(
+            f"{PREFIX}_export_duration_seconds",
+            "Export time in the sidecar, from the request's arrival to its answer (waiting for a conversion slot, "
+            "converting, the WAL sync); what the client measures beyond it is transport", ["signal"],
+            buckets=EXPORT_SECONDS_BUCKETS, registry=r)
         self.flushes = Counter(f"{PREFIX}_flushes", "Flushes by table, trigger and outcome",
                                ["table", "reason", "outcome"], registry=r)
         self.flush_duration = Histogram(f"{PREFIX}_flush_duration_seconds", "Flush time: write files and commit",

@@ -56,6 +56,8 @@ def test_metrics_count_what_was_sent(start_server: Callable[..., ServerProcess])
     assert value(m, "otlp2parquet_receiver_partial_rejected_items_total", signal="logs",
                  reason="log records with span_id must be 0 or 8 bytes") == 1
     assert value(m, "otlp2parquet_request_size_bytes_count", signal="traces") == 4
+    assert value(m, "otlp2parquet_export_duration_seconds_count", signal="traces") == 4
+    assert 0 < value(m, "otlp2parquet_export_duration_seconds_sum", signal="traces") < 60
     assert value(m, "otlp2parquet_sink_written_rows_total", table="traces") == 60
     assert value(m, "otlp2parquet_iceberg_commits_total", table="traces", outcome="ok") >= 1
     assert value(m, "otlp2parquet_sink_files_total", table="traces") >= 1
