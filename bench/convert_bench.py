@@ -9,12 +9,11 @@ Each figure is the best of several timed rounds: this machine is a shared VM and
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
 
 from bench.baseline_walk import walk_traces
-from bench.results import append
+from bench.results import append, command_line
 from bench.workload import requests
 from otlp2parquet.convert import CONVERTERS
 
@@ -61,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     lines = run(args.seconds)
     if args.write_results:
-        append("Conversion", "python -m bench.convert_bench " + " ".join(sys.argv[1:]),
+        append("Conversion", command_line("bench.convert_bench"),
                "process CPU time of one process converting pre-serialized requests from bench/workload.py (seed 1)",
                lines)
 
