@@ -157,8 +157,9 @@ class _Gate:
 
 
 def _behind_a_busy_conversion(receiver: Receiver, gate: _Gate, signal: str, first: bytes,
-                              queued: list[bytes]) -> tuple[Outcome, list[Outcome]]:
-    """Export `first`, and `queued` while `first` is being converted; the outcome of each."""
+                              queued: list[bytes]) -> tuple[Outcome | None, list[Outcome | None]]:
+    """Export `first`, and `queued` while `first` is being converted; the outcome of each (None for a handler
+    thread that died without one)."""
     svc = next(s for s in SERVICES if s.signal == signal)
     outcomes: dict[int, Outcome] = {}
 
@@ -175,7 +176,8 @@ def _behind_a_busy_conversion(receiver: Receiver, gate: _Gate, signal: str, firs
     gate.release.set()
     for t in threads:
         t.join(10)
-    return outcomes[-1], [outcomes[i] for i in range(len(queued))]
+    assert not any(t.is_alive() for t in threads), "every handler finishes"
+    return outcomes.get(-1), [outcomes.get(i) for i in range(len(queued))]
 
 
 def test_requests_queued_behind_a_conversion_are_converted_and_logged_together(tmp_path: pathlib.Path) -> None:
@@ -230,24 +232,12 @@ def test_a_group_whose_converting_handler_dies_gets_unavailable_not_an_error() -
 
     gate = _Dying()
     receiver = Receiver(Buffer(BufferSettings(retry_after_s=3.5)), convert=gate)
-    svc = next(s for s in SERVICES if s.signal == "logs")
     payloads = list(requests("logs", 10, 4, seed=8))
-    outcomes: dict[int, Outcome] = {}
-    threads = [threading.Thread(target=lambda i=i, p=p: outcomes.__setitem__(i, receiver.handle(svc, p)))
-               for i, p in enumerate(payloads)]
-    threads[0].start()
-    assert wait_for(lambda: gate.calls), "the first conversion starts"
-    for t in threads[1:]:
-        t.start()
-    assert wait_for(lambda: receiver.queued == 3), "the others wait for the conversion slot"
-    gate.release.set()
-    for t in threads:
-        t.join(10)
-    assert not any(t.is_alive() for t in threads), "nobody waits forever for the dead handler's group"
+    first, queued = _behind_a_busy_conversion(receiver, gate, "logs", payloads[0], payloads[1:])
     assert len(gate.calls) == 2, "the three queued requests were one group"
-    assert isinstance(outcomes.pop(0), logs_service_pb2.ExportLogsServiceResponse)
-    assert len(outcomes) == 2, "the handler that converted the group died; the other two got answers"
-    for outcome in outcomes.values():
+    assert isinstance(first, logs_service_pb2.ExportLogsServiceResponse)
+    assert queued.count(None) == 1, "the handler that converted the group died; the other two got answers"
+    for outcome in filter(None, queued):
         assert isinstance(outcome, grpc.Status) and outcome.code is grpc.StatusCode.UNAVAILABLE
 
 
