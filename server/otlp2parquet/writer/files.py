@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from functools import cache
 
 import numpy as np
 import pyarrow as pa
@@ -46,7 +45,6 @@ def split(table: pa.Table, time_column: str, micros_per_bucket: int,
         yield int(buckets[first]), names[codes[first]], rows
 
 
-@cache
 def column_encodings(spec: TableSpec) -> tuple[list[str], dict[str, str]]:
     """The Parquet columns that get a dictionary, and the encodings of the others that are not PLAIN.
 
