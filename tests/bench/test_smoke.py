@@ -16,6 +16,7 @@ from bench.disk_bench import bytes_by_column
 from bench.load import payloads, run
 from bench.workload import requests
 from otlp2parquet.convert import convert_logs
+from otlp2parquet.schemas import TABLES
 from tests.waiting import alive, wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -68,6 +69,14 @@ def test_profile_harness_names_the_sidecars_own_hot_spots() -> None:
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "%" in line]
     assert len(rows) == 5 and any("otlp2parquet/" in row for row in rows)
+
+
+def test_encoding_benchmark_times_both_variants_for_every_table() -> None:
+    out = subprocess.run([sys.executable, "-m", "bench.encode_bench", "--requests", "2", "--rounds", "1"],
+                         cwd=ROOT, check=True, capture_output=True, text=True, timeout=300).stdout
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ") and "µs" not in line]
+    assert sorted({row[0].removeprefix("| ") for row in rows}) == sorted(TABLES)
+    assert len(rows) == 2 * len(TABLES) and all(float(row[3]) > 0 for row in rows), out
 
 
 def test_retained_memory_benchmark_reports_every_pool_with_and_without_merging() -> None:

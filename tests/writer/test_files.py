@@ -23,14 +23,15 @@ def _flush(table: str, count: int = 3, items: int = 200) -> list[pa.RecordBatch]
 
 
 @pytest.mark.parametrize("table", sorted(TABLES))
-def test_every_parquet_column_gets_the_encoding_its_contract_asks_for(table: str) -> None:
+def test_every_parquet_column_gets_the_encoding_and_statistics_its_contract_asks_for(table: str) -> None:
     data = pa.Table.from_batches(_flush(table, count=1), schema=arrow_schema(table))
     meta = pq.ParquetFile(pa.BufferReader(encode(data, TABLES[table], WriterSettings()))).metadata
     chunks = {meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i)
               for i in range(meta.num_columns)}
-    contract = {path: (kind, unique) for path, kind, unique in parquet_leaves(TABLES[table].fields)}
+    contract = {leaf.path: leaf for leaf in parquet_leaves(TABLES[table].fields)}
     assert sorted(chunks) == sorted(contract), "pyarrow names the leaves differently: encodings would not apply"
-    for path, (kind, unique) in contract.items():
+    for path, (_, kind, unique, repeated) in contract.items():
+        assert chunks[path].is_stats_set != repeated, f"{path}: statistics only outside lists and maps"
         encodings = set(chunks[path].encodings)
         if kind == "timestamptz":
             assert "DELTA_BINARY_PACKED" in encodings and "RLE_DICTIONARY" not in encodings, path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pathlib
 from typing import Any
 
@@ -90,6 +91,26 @@ def test_files_are_sorted_partitioned_by_day_and_readable_by_duckdb(tmp_path: pa
     count, services = connect().sql(
         f"SELECT count(*), count(DISTINCT ServiceName) FROM iceberg_scan('{table.metadata_location}')").fetchone()
     assert (count, services) == (800, len(set(batch.column("ServiceName").to_pylist())))
+
+
+def test_scans_prune_files_by_their_time_bounds_and_omitted_statistics_log_nothing(
+        tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = _settings(tmp_path)
+    catalog = _catalog(settings)
+    writer = IcebergWriter("traces", catalog, settings, "w")
+    early, late = _spans(300, 4), _spans(300, 5)
+    two_hours = pa.scalar(2 * 3_600_000_000, pa.int64())  # same day: one partition, told apart by bounds alone
+    later = pc.add(late.column("Timestamp").cast(pa.int64()), two_hours).cast(late.column("Timestamp").type)
+    late = late.set_column(0, late.schema.field("Timestamp"), later)
+    with caplog.at_level(logging.INFO):
+        writer.write(drained("traces", [early]), "f1")
+        writer.write(drained("traces", [late]), "f2")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    table = catalog.load_table("otel.traces")
+    boundary = pc.max(early.column("Timestamp")).as_py()
+    planned = list(table.scan(row_filter=f"Timestamp > '{boundary.isoformat()}'").plan_files())
+    assert len(planned) == 1, "the early file's Timestamp bounds exclude it"
+    assert table.scan(row_filter=f"Timestamp > '{boundary.isoformat()}'").to_arrow().num_rows == 300
 
 
 class ConflictingCatalog(SqlCatalog):

@@ -48,9 +48,11 @@ This file is generated from `server/otlp2parquet/schemas/tables.py`
   unknown numbers are stored as their decimal text. `AggregationTemporality` keeps the OTLP number
   (0 unspecified, 1 delta, 2 cumulative).
 - **Layout**: every table is partitioned by `day(<time column>)` and sorted by its sort columns; Parquet
-  files are zstd-compressed with statistics. Timestamps are stored with `DELTA_BINARY_PACKED`; ids
-  (`SpanId`, `ParentSpanId`, the logs' `TraceId`, ids inside links and exemplars) with
-  `DELTA_LENGTH_BYTE_ARRAY` and `Duration` plain, both without a dictionary; every other column with one,
+  files are zstd-compressed, with min/max statistics on every column outside lists and maps (none on a
+  map's keys and values or a list's elements: their bounds mix every row's entries and seldom prune
+  anything). Timestamps are stored with `DELTA_BINARY_PACKED`; ids (`SpanId`, `ParentSpanId`, the
+  logs' `TraceId`, ids inside links and exemplars) with `DELTA_LENGTH_BYTE_ARRAY` and `Duration` plain,
+  both without a dictionary; every other column with one,
   except booleans, for which Parquet has none. Table properties: {", ".join(f"`{k}={v}`" for k, v in
   table_properties().items())}.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import pyarrow as pa
 from pyiceberg import types as it
@@ -167,20 +167,29 @@ def arrow_schema_with_field_ids(arrow: pa.Schema, iceberg: Schema) -> pa.Schema:
     return pa.schema([_field_with_id(arrow.field(f.name), f) for f in iceberg.fields])
 
 
-def parquet_leaves(fields: tuple[Field, ...]) -> Iterator[tuple[str, PrimitiveName, bool]]:
-    """Each Parquet leaf column as (path as pyarrow names it, primitive type, unique)."""
+class Leaf(NamedTuple):
+    """One Parquet leaf column. `repeated`: it sits inside a list or a map, so a row holds any number of it."""
+
+    path: str  # as pyarrow names it
+    kind: PrimitiveName
+    unique: bool
+    repeated: bool
+
+
+def parquet_leaves(fields: tuple[Field, ...]) -> Iterator[Leaf]:
+    """Each Parquet leaf column of a table."""
     for f in fields:
-        yield from _leaves(f.name, f.type, f.unique)
+        yield from _leaves(f.name, f.type, f.unique, False)
 
 
-def _leaves(path: str, t: ColumnType, unique: bool) -> Iterator[tuple[str, PrimitiveName, bool]]:
+def _leaves(path: str, t: ColumnType, unique: bool, repeated: bool) -> Iterator[Leaf]:
     if isinstance(t, Primitive):
-        yield path, t.name, unique
+        yield Leaf(path, t.name, unique, repeated)
     elif isinstance(t, ListOf):
-        yield from _leaves(path + ".list.element", t.element, unique)
+        yield from _leaves(path + ".list.element", t.element, unique, True)
     elif isinstance(t, MapOf):
-        yield path + ".key_value.key", "string", False
-        yield path + ".key_value.value", "string", False
+        yield Leaf(path + ".key_value.key", "string", False, True)
+        yield Leaf(path + ".key_value.value", "string", False, True)
     else:
         for f in t.fields:
-            yield from _leaves(f"{path}.{f.name}", f.type, f.unique)
+            yield from _leaves(f"{path}.{f.name}", f.type, f.unique, repeated)

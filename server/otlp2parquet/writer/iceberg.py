@@ -56,6 +56,18 @@ FLUSH_ID = "otlp2parquet.flush-id"
 WRITER_ID = "otlp2parquet.writer-id"
 WAL_LSN = "otlp2parquet.wal-lsn"
 LOOKBACK_SNAPSHOTS = 50
+_MISSING_STATISTICS = "PyArrow statistics missing for column %d when writing file"
+
+
+class _OmittedStatistics(logging.Filter):
+    """pyiceberg warns once per column without Parquet statistics. Our files omit them inside lists and maps
+    on purpose (see `statistics_columns`); pyiceberg keeps only counts for such nested columns anyway."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != _MISSING_STATISTICS
+
+
+logging.getLogger("pyiceberg.io.pyarrow").addFilter(_OmittedStatistics())
 
 
 def _transient_errors() -> tuple[type[BaseException], ...]:
