@@ -42,6 +42,7 @@ def test_load_harness_commits_every_acknowledged_item() -> None:
     assert result["codes"].get("OK", 0) > 0
     assert result["committed_rows"] == result["accepted_items"]
     assert result["peak_rss_mib"] > 50 and result["bytes_per_item"] > 0 and result["commits_per_table_per_min"] > 0
+    assert 0 <= result["sidecar_within_target"] <= 1, "read from the sidecar's export histogram (nan if missing)"
 
 
 @pytest.mark.integration
