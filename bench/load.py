@@ -374,10 +374,14 @@ COLUMNS = ["target", "configuration", "offered", "accepted items/s", "committed 
 HEADER = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS)
 
 
+def _share(value: float) -> str:
+    return "-" if value != value else f"{value:.1%}"  # nan: rotel has no such histogram
+
+
 def line(r: dict) -> str:
     cells = [r["target"], r["settings"], f"{r['rate']:,.0f}/s" if r["rate"] else "max", f"{r['accepted_per_s']:,.0f}",
              f"{r['committed_per_s']:,.0f}", f"{r['items_per_cpu_s']:,.0f}", f"{r['p50_ms']:.1f}",
-             f"{r['p99_ms']:.1f}", f"{r['sidecar_within_target']:.1%}", f"{r['peak_rss_mib']:.0f}",
+             f"{r['p99_ms']:.1f}", _share(r["sidecar_within_target"]), f"{r['peak_rss_mib']:.0f}",
              f"{r['bytes_per_item']:.1f}",
              f"{r['commits_per_table_per_min']:.1f}", f"{r['committed_rows']:,} / {r['accepted_items']:,}",
              str(r["codes"]), f"{r['load_cores']:.2f}"]
