@@ -61,7 +61,8 @@ _MISSING_STATISTICS = "PyArrow statistics missing for column %d when writing fil
 
 class _OmittedStatistics(logging.Filter):
     """pyiceberg warns once per column without Parquet statistics. Our files omit them inside lists and maps
-    on purpose (see `statistics_columns`); pyiceberg keeps only counts for such nested columns anyway."""
+    on purpose (see `statistics_columns`). pyiceberg never records bounds for such nested columns; without
+    statistics it also leaves out their null counts, and keeps their value counts and sizes."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.msg != _MISSING_STATISTICS
