@@ -7,7 +7,8 @@ as fast as acknowledgements allow, or at a fixed total `--rate` of items per sec
 saturation). Reported: accepted items/s; committed rows (read back from the tables) per second of the run until
 the final commit; items per CPU-second of the sidecar and its conversion workers (user+system from /proc, sampled
 until it exits, so the final flush counts); export latency p50/p99 as the client sees it, and the share of
-exports the sidecar itself answered within the 50 ms target (its export histogram); peak RSS (VmHWM of the
+exports the sidecar itself answered within the 50 ms target (its export histogram) and how many garbage
+collections stopped it for over 25 ms; peak RSS (VmHWM of the
 server plus each worker's); bytes of data files per committed item; commits per table per minute; every status
 code seen; the load generator's own CPU in cores (on a two-core machine, what it uses is not available to the sidecar).
 `--rotel` sends the same load to rotel-agent with its blackhole exporter, a native receiver that decodes and
@@ -20,6 +21,7 @@ import argparse
 import contextlib
 import ctypes
 import functools
+import math
 import multiprocessing as mp
 import os
 import pathlib
@@ -309,17 +311,29 @@ def _load(address: str, signal_name: str, items: int, seconds: float, processes:
     return outcomes, started
 
 
-def share_answered_within(metrics_address: str, signal_name: str, seconds: float) -> float:
-    """The share of exports the sidecar answered within `seconds` of their arrival, from its own histogram
-    (`seconds` must be one of its bucket bounds): the latency the client sees, less transport and the client."""
+def _buckets(text: str, family_name: str, **labels: str) -> dict[float, float]:
+    """A histogram's cumulative bucket counts by upper bound, summed over the series matching `labels`."""
+    counts: Counter[float] = Counter()
+    for family in text_string_to_metric_families(text):
+        if family.name != family_name:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket") and all(sample.labels.get(k) == v for k, v in labels.items()):
+                counts[float(sample.labels["le"])] += sample.value
+    return dict(counts)
+
+
+def sidecar_latency(metrics_address: str, signal_name: str, seconds: float) -> tuple[float, int]:
+    """From the sidecar's own histograms: the share of exports it answered within `seconds` of their arrival
+    (the latency the client sees, less transport and the client), and how many garbage collections paused every
+    thread for longer than half of `seconds`. `seconds` and its half must be bounds of those histograms' buckets."""
     with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=10) as response:
         text = response.read().decode()
-    buckets = {sample.labels["le"]: sample.value
-               for family in text_string_to_metric_families(text)
-               if family.name == "otlp2parquet_export_duration_seconds" for sample in family.samples
-               if sample.name.endswith("_bucket") and sample.labels.get("signal") == signal_name}
-    total = buckets.get("+Inf", 0.0)
-    return buckets[str(float(seconds))] / total if total else float("nan")
+    exports = _buckets(text, "otlp2parquet_export_duration_seconds", signal=signal_name)
+    pauses = _buckets(text, "otlp2parquet_gc_pause_seconds")
+    total = exports.get(math.inf, 0.0)
+    share = exports[seconds] / total if total else float("nan")
+    return share, int(pauses.get(math.inf, 0.0) - pauses.get(seconds / 2, 0.0))
 
 
 def run(signal_name: str, items: int, seconds: float, settings: list[str], processes: int, threads: int,
@@ -333,8 +347,8 @@ def run(signal_name: str, items: int, seconds: float, settings: list[str], proce
     outcomes, started = _load(process.address, signal_name, items, seconds, processes, threads, rate,
                               distinct_items)
     load_done = time.monotonic()
-    within = (share_answered_within(process.metrics_address, signal_name, LATENCY_TARGET_S)
-              if process.metrics_address else float("nan"))
+    within, long_pauses = (sidecar_latency(process.metrics_address, signal_name, LATENCY_TARGET_S)
+                           if process.metrics_address else (float("nan"), -1))
     cpu_final, peak_rss = process.stop()
     finished = time.monotonic()
     codes = sum((o.codes for o in outcomes), Counter())
@@ -358,6 +372,7 @@ def run(signal_name: str, items: int, seconds: float, settings: list[str], proce
         "p50_ms": quantile[49] * 1000,
         "p99_ms": quantile[98] * 1000,
         "sidecar_within_target": within,
+        "long_gc_pauses": long_pauses,
         "peak_rss_mib": peak_rss,
         "bytes_per_item": tables.data_bytes / tables.rows if tables.data_bytes and tables.rows else float("nan"),
         "commits_per_table_per_min": max((n / minutes for n in tables.commits.values()), default=float("nan")),
@@ -368,8 +383,8 @@ def run(signal_name: str, items: int, seconds: float, settings: list[str], proce
 
 
 COLUMNS = ["target", "configuration", "offered", "accepted items/s", "committed rows/s", "items per CPU-s", "p50 ms",
-           "p99 ms", "answered in the sidecar within 50 ms", "peak RSS MiB", "bytes/item on disk",
-           "commits/table/min (max)", "committed / acked",
+           "p99 ms", "answered in the sidecar within 50 ms", "GC pauses over 25 ms", "peak RSS MiB",
+           "bytes/item on disk", "commits/table/min (max)", "committed / acked",
            "status codes", "load generator cores"]
 HEADER = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS)
 
@@ -381,7 +396,8 @@ def _share(value: float) -> str:
 def line(r: dict) -> str:
     cells = [r["target"], r["settings"], f"{r['rate']:,.0f}/s" if r["rate"] else "max", f"{r['accepted_per_s']:,.0f}",
              f"{r['committed_per_s']:,.0f}", f"{r['items_per_cpu_s']:,.0f}", f"{r['p50_ms']:.1f}",
-             f"{r['p99_ms']:.1f}", _share(r["sidecar_within_target"]), f"{r['peak_rss_mib']:.0f}",
+             f"{r['p99_ms']:.1f}", _share(r["sidecar_within_target"]),
+             "-" if r["long_gc_pauses"] < 0 else str(r["long_gc_pauses"]), f"{r['peak_rss_mib']:.0f}",
              f"{r['bytes_per_item']:.1f}",
              f"{r['commits_per_table_per_min']:.1f}", f"{r['committed_rows']:,} / {r['accepted_items']:,}",
              str(r["codes"]), f"{r['load_cores']:.2f}"]

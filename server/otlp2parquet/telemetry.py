@@ -10,9 +10,11 @@ HTTP on `[telemetry] listen` (default 127.0.0.1:9464): `/metrics`, `/healthz` (t
 
 from __future__ import annotations
 
+import gc
 import http.server
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -26,6 +28,7 @@ PREFIX = "otlp2parquet"
 SIZE_BUCKETS = (1e3, 1e4, 1e5, 1e6, 4e6, 16e6, 64e6)
 SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 EXPORT_SECONDS_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+GC_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 
 
 class _LiveState(Collector):
@@ -86,12 +89,30 @@ class Telemetry:
         self.wal_replayed_rows = Counter(f"{PREFIX}_wal_replayed_rows", "Rows replayed from the WAL at start",
                                          registry=r)
         self.ready = Gauge(f"{PREFIX}_ready", "1 when exports are accepted", registry=r)
+        self.gc_pauses = Histogram(f"{PREFIX}_gc_pause_seconds",
+                                   "Python garbage collections by generation; every thread waits for them",
+                                   ["generation"], buckets=GC_SECONDS_BUCKETS, registry=r)
+        self.gc_frozen_objects = Gauge(f"{PREFIX}_gc_frozen_objects",
+                                       "Start-up objects that full collections no longer walk", registry=r)
 
     def add_live(self, source: Callable[[], Iterable[Metric]]) -> None:
         self.live.sources.append(source)
 
     def scrape(self) -> bytes:
         return generate_latest(self.registry)
+
+    def watch_collections(self) -> Callable[[], None]:
+        """Time every garbage collection into `gc_pauses` until the returned function is called."""
+        started: list[float] = [0.0]
+
+        def observe(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                self.gc_pauses.labels(str(info["generation"])).observe(time.perf_counter() - started[0])
+
+        gc.callbacks.append(observe)
+        return lambda: gc.callbacks.remove(observe)
 
 
 def gauge(name: str, doc: str, labels: list[str], values: Iterable[tuple[list[str], float]]) -> GaugeMetricFamily:

@@ -58,6 +58,8 @@ def test_metrics_count_what_was_sent(start_server: Callable[..., ServerProcess])
     assert value(m, "otlp2parquet_request_size_bytes_count", signal="traces") == 4
     assert value(m, "otlp2parquet_export_duration_seconds_count", signal="traces") == 4
     assert 0 < value(m, "otlp2parquet_export_duration_seconds_sum", signal="traces") < 60
+    assert value(m, "otlp2parquet_gc_frozen_objects") > 10_000, "the start-up heap is exempt from full collections"
+    assert value(m, "otlp2parquet_gc_pause_seconds_count", generation="0") > 0, "collections since are timed"
     assert value(m, "otlp2parquet_sink_written_rows_total", table="traces") == 60
     assert value(m, "otlp2parquet_iceberg_commits_total", table="traces", outcome="ok") >= 1
     assert value(m, "otlp2parquet_sink_files_total", table="traces") >= 1
