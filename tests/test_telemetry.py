@@ -17,8 +17,9 @@ def test_collections_are_timed_until_watching_stops() -> None:
     try:
         gc.collect(2)
         gc.collect(2)
-        assert full_collections() == 2
+        watched = full_collections()
+        assert watched >= 2, "each collection observed (an automatic one may add to them)"
     finally:
         stop()
     gc.collect(2)
-    assert full_collections() == 2, "no longer watched"
+    assert full_collections() == watched, "no longer watched"
