@@ -138,10 +138,11 @@ def _stop_signals() -> Callable[[], int]:
 def _settle_heap(telemetry: Telemetry) -> Callable[[], None]:
     """Exempt the start-up heap from garbage collection, and time the collections from here on.
 
-    After start-up the process holds some 130,000 long-lived objects (modules, pyiceberg, pydantic, gRPC), and
-    every full collection walked them all while every thread waited: 81 ms once every half minute or so in a
-    traces run at 5,000 spans/s, against 3 ms with them frozen (ad hoc, docs/design.md item 8). That pause lands
-    in some exports' latency. The start-up garbage is collected first, so nothing freezes it in place.
+    After start-up the process holds about 127,000 long-lived objects (modules, pyiceberg, pydantic, gRPC), and
+    every full collection walked them all while every thread waited: the one full collection of a 30 s traces run
+    at 5,000 spans/s took 81 ms, against 3 ms with them frozen (ad hoc, docs/design.md item 8), and that pause
+    lands in the latency of the exports in flight. The start-up garbage is collected first, so none of it is
+    frozen in place. This runs after the server has started, so the first exports may meet that one collection.
     """
     gc.collect()
     gc.freeze()
