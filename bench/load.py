@@ -8,9 +8,9 @@ saturation). Reported: accepted items/s; committed rows (read back from the tabl
 the final commit; items per CPU-second of the sidecar and its conversion workers (user+system from /proc, sampled
 until it exits, so the final flush counts); export latency p50/p99 as the client sees it, and the share of
 exports the sidecar itself answered within the 50 ms target (its export histogram) and how many garbage
-collections stopped it for over 25 ms; peak RSS (VmHWM of the
-server plus each worker's); bytes of data files per committed item; commits per table per minute; every status
-code seen; the load generator's own CPU in cores (on a two-core machine, what it uses is not available to the sidecar).
+collections stopped it for over 25 ms; peak RSS (VmHWM of the server plus each worker's); bytes of data files
+per committed item; commits per table per minute; every status code seen; the load generator's own CPU in cores
+(on a two-core machine, what it uses is not available to the sidecar).
 `--rotel` sends the same load to rotel-agent with its blackhole exporter, a native receiver that decodes and
 drops, as the ceiling to compare with.
 """

@@ -103,13 +103,14 @@ class Telemetry:
 
     def watch_collections(self) -> Callable[[], None]:
         """Time every garbage collection into `gc_pauses` until the returned function is called."""
-        started: list[float] = [0.0]
+        started = 0.0
 
         def observe(phase: str, info: dict[str, int]) -> None:
+            nonlocal started
             if phase == "start":
-                started[0] = time.perf_counter()
+                started = time.perf_counter()
             else:
-                self.gc_pauses.labels(str(info["generation"])).observe(time.perf_counter() - started[0])
+                self.gc_pauses.labels(str(info["generation"])).observe(time.perf_counter() - started)
 
         gc.callbacks.append(observe)
         return lambda: gc.callbacks.remove(observe)
