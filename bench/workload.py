@@ -152,12 +152,13 @@ def _points_attrs(rng: random.Random) -> list[common_pb2.KeyValue]:
 
 
 def metrics_request(rng: random.Random, points: int) -> metrics_service_pb2.ExportMetricsServiceRequest:
-    """A request with about `points` data points over all five metric types."""
+    """A request with `points` data points over all five metric types (at least one of each)."""
     req = metrics_service_pb2.ExportMetricsServiceRequest()
     rm = req.resource_metrics.add(resource=_resource(rng, rng.choice(SERVICES)))
     sm = rm.scope_metrics.add()
     sm.scope.name = "app.meter"
-    per_type = max(1, points // 5)
+    # Gauge first: the first `points % 5` types get one point more, so that 8,192 points are 8,192.
+    wanted = [max(1, points // 5 + (k < points % 5)) for k in range(5)]
     t = BASE_TIME_NS + rng.randrange(3_600_000_000_000)
     gauge = sm.metrics.add(name="process.memory.usage", unit="By", description="RSS")
     total = sm.metrics.add(name="http.server.requests", unit="{request}")
@@ -168,26 +169,31 @@ def metrics_request(rng: random.Random, points: int) -> metrics_service_pb2.Expo
     exph.exponential_histogram.aggregation_temporality = 1
     summ = sm.metrics.add(name="jvm.gc.pause", unit="ms")
     bounds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
-    for i in range(per_type):
+    for i in range(wanted[0]):  # the gauge has the most points
         ts = t + i * 1_000_000
         gauge.gauge.data_points.add(time_unix_nano=ts, as_int=rng.randrange(10**9), attributes=_points_attrs(rng))
-        total.sum.data_points.add(start_time_unix_nano=t - 60_000_000_000, time_unix_nano=ts,
-                                  as_double=rng.random() * 1e4, attributes=_points_attrs(rng))
-        counts = [rng.randrange(100) for _ in range(len(bounds) + 1)]
-        hp = hist.histogram.data_points.add(
-            start_time_unix_nano=t - 60_000_000_000, time_unix_nano=ts, count=sum(counts),
-            sum=rng.random() * 100, bucket_counts=counts, explicit_bounds=bounds, min=0.001, max=9.5,
-            attributes=_points_attrs(rng))
-        if i % 10 == 0:
-            hp.exemplars.add(time_unix_nano=ts, as_double=0.2, trace_id=rng.randbytes(16), span_id=rng.randbytes(8))
-        ep = exph.exponential_histogram.data_points.add(
-            start_time_unix_nano=ts - 10_000_000_000, time_unix_nano=ts, count=40, sum=123.5, scale=3,
-            zero_count=2, zero_threshold=1e-9, attributes=_points_attrs(rng))
-        ep.positive.offset, ep.negative.offset = 4, 1
-        ep.positive.bucket_counts.extend([rng.randrange(10) for _ in range(8)])
-        sp = summ.summary.data_points.add(time_unix_nano=ts, count=10, sum=55.0, attributes=_points_attrs(rng))
-        for q in (0.0, 0.5, 0.99, 1.0):
-            sp.quantile_values.add(quantile=q, value=q * 100)
+        if i < wanted[1]:
+            total.sum.data_points.add(start_time_unix_nano=t - 60_000_000_000, time_unix_nano=ts,
+                                      as_double=rng.random() * 1e4, attributes=_points_attrs(rng))
+        if i < wanted[2]:
+            counts = [rng.randrange(100) for _ in range(len(bounds) + 1)]
+            hp = hist.histogram.data_points.add(
+                start_time_unix_nano=t - 60_000_000_000, time_unix_nano=ts, count=sum(counts),
+                sum=rng.random() * 100, bucket_counts=counts, explicit_bounds=bounds, min=0.001, max=9.5,
+                attributes=_points_attrs(rng))
+            if i % 10 == 0:
+                hp.exemplars.add(time_unix_nano=ts, as_double=0.2, trace_id=rng.randbytes(16),
+                                 span_id=rng.randbytes(8))
+        if i < wanted[3]:
+            ep = exph.exponential_histogram.data_points.add(
+                start_time_unix_nano=ts - 10_000_000_000, time_unix_nano=ts, count=40, sum=123.5, scale=3,
+                zero_count=2, zero_threshold=1e-9, attributes=_points_attrs(rng))
+            ep.positive.offset, ep.negative.offset = 4, 1
+            ep.positive.bucket_counts.extend([rng.randrange(10) for _ in range(8)])
+        if i < wanted[4]:
+            sp = summ.summary.data_points.add(time_unix_nano=ts, count=10, sum=55.0, attributes=_points_attrs(rng))
+            for q in (0.0, 0.5, 0.99, 1.0):
+                sp.quantile_values.add(quantile=q, value=q * 100)
     return req
 
 
