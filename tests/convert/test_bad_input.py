@@ -17,7 +17,7 @@ from otlp2parquet.errors import ConversionError
 from tests.otlp import any_value, kv
 
 SAMPLES = {signal: next(requests(signal, 12, 1, seed=21)) for signal in CONVERTERS}
-ITEMS = {"traces": 12, "logs": 12, "metrics": 10}  # the metrics sample has 2 points of each of 5 types
+ITEMS = {"traces": 12, "logs": 12, "metrics": 12}
 
 
 def _field(number: int, payload: bytes) -> bytes:
