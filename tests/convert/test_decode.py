@@ -3,6 +3,9 @@ requests convert as each alone would."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 from collections.abc import Callable
 
 import pyarrow as pa
@@ -74,3 +77,33 @@ def test_a_request_not_cleanly_framed_is_not_joined(broken: Callable[[bytes], by
     good = next(requests("traces", 5, 1, seed=8))
     assert join([broken(good), good]) is None
     assert join([good, broken(good)]) is None
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _in_use() -> int:
+    """Bytes handed out and not had back: by the C heap (ptars' Rust buffers, and Arrow's system pool), and by
+    Arrow's own pool when it is another one."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.mallinfo2.restype = _MallInfo2
+    gc.collect()
+    info = libc.mallinfo2()
+    arrow = 0 if pa.default_memory_pool().backend_name == "system" else pa.total_allocated_bytes()
+    return info.uordblks + info.hblkhd + arrow
+
+
+@pytest.mark.parametrize("signal_name", ["traces", "logs", "metrics"])
+def test_converted_batches_hold_only_the_memory_the_buffer_counts(signal_name: str) -> None:
+    # A column left pointing into the decoded request kept all of it alive (pyarrow frees an imported array as
+    # one), so buffered batches held 1.5-2x the bytes the memory budget counted.
+    groups = [join(list(requests(signal_name, 1000, 4, seed=s))) for s in range(6)]
+    CONVERTERS[signal_name](groups[0])
+    before = _in_use()
+    held = [CONVERTERS[signal_name](g).batches for g in groups]
+    grown = _in_use() - before
+    counted = sum(b.nbytes for batches in held for b in batches.values())
+    assert counted > 10 * 2**20
+    assert grown < 1.15 * counted, (grown, counted)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -116,6 +117,30 @@ def resource_scope_columns(n: Nesting, scope_dropped_name: str) -> dict[str, pa.
     return levels(n, scope_dropped_name).repeat(n.item_resource, n.item_scope)
 
 
-def build_batch(schema: pa.Schema, columns: dict[str, pa.Array]) -> pa.RecordBatch:
-    """Columns in the contract's order and types; a missing or mistyped column fails loudly here."""
-    return pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
+def build_batch(schema: pa.Schema, columns: dict[str, pa.Array], decoded: DecodedMemory) -> pa.RecordBatch:
+    """Columns in the contract's order and types; a missing or mistyped column fails loudly here.
+
+    Columns that still share memory with the decoded request are copied. pyarrow keeps all of an imported
+    array's memory alive while any part of it is referenced, so one zero-copy column in the buffer would hold the
+    whole decoded request (every field, every string) until the flush: twice the memory the buffer counts.
+    """
+    return pa.RecordBatch.from_arrays([decoded.detach(columns[f.name]) for f in schema], schema=schema)
+
+
+class DecodedMemory:
+    """Where a decoded request's buffers lie (children's included), to tell which columns still point into it."""
+
+    def __init__(self, array: pa.Array) -> None:
+        ranges = sorted((b.address, b.address + b.size) for b in array.buffers() if b is not None and b.size)
+        self._starts = [start for start, _ in ranges]
+        self._ends = [end for _, end in ranges]
+
+    def holds(self, buffer: pa.Buffer) -> bool:
+        i = bisect.bisect_right(self._starts, buffer.address) - 1
+        return i >= 0 and buffer.address < self._ends[i]
+
+    def detach(self, column: pa.Array) -> pa.Array:
+        """`column`, copied if any of its buffers lies in the decoded request's memory."""
+        if any(b is not None and b.size and self.holds(b) for b in column.buffers()):
+            return pa.concat_arrays([column, column.slice(0, 0)])  # concatenating copies every buffer
+        return column

@@ -7,7 +7,7 @@ import pyarrow.compute as pc
 
 from otlp2parquet.convert._arrays import attributes, hex_ids, timestamps, to_int64
 from otlp2parquet.convert._arrays import field as member
-from otlp2parquet.convert._common import ConversionResult, build_batch, resource_scope_columns, unnest
+from otlp2parquet.convert._common import ConversionResult, DecodedMemory, build_batch, resource_scope_columns, unnest
 from otlp2parquet.convert._decode import decode
 from otlp2parquet.convert._validate import Validation
 from otlp2parquet.convert._values import stringify
@@ -45,5 +45,5 @@ def convert_logs(data: bytes) -> ConversionResult:
     })
     result = check.result(repaired)
     if len(records):
-        result.batches["logs"] = build_batch(SCHEMA, columns)
+        result.batches["logs"] = build_batch(SCHEMA, columns, DecodedMemory(request))
     return result

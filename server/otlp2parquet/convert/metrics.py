@@ -9,6 +9,7 @@ from otlp2parquet.convert._arrays import attributes, explode, hex_ids, relist, t
 from otlp2parquet.convert._arrays import field as member
 from otlp2parquet.convert._common import (
     ConversionResult,
+    DecodedMemory,
     Levels,
     Nesting,
     build_batch,
@@ -92,7 +93,7 @@ def _type_columns(kind: str, points: pa.Array) -> Columns:
 
 
 def _table(kind: str, metrics: Nesting, shared: Levels, metric_columns: Columns, check: Validation,
-           points: pa.Array, point_metric: pa.Array) -> pa.RecordBatch | None:
+           points: pa.Array, point_metric: pa.Array, decoded: DecodedMemory) -> pa.RecordBatch | None:
     mask = check.mask()
     if mask is not None:
         points, point_metric = points.filter(mask), point_metric.filter(mask)
@@ -111,7 +112,7 @@ def _table(kind: str, metrics: Nesting, shared: Levels, metric_columns: Columns,
         "TimeUnix": timestamps(member(points, "time_unix_nano")),
         **_type_columns(kind, points),
     })
-    return build_batch(arrow_schema(f"metrics_{kind}"), columns)
+    return build_batch(arrow_schema(f"metrics_{kind}"), columns, decoded)
 
 
 def _exemplar_checks(check: Validation, points: pa.Array) -> None:
@@ -131,13 +132,14 @@ def convert_metrics(data: bytes) -> ConversionResult:
         "MetricMetadata": attributes(member(items, "metadata")),
     }
     shared = levels(metrics, "ScopeDroppedAttrCount")
+    decoded = DecodedMemory(request)
     result = ConversionResult()
     for kind in METRIC_TYPES:
         points, point_metric = explode(member(member(items, kind), "data_points"))
         check = Validation(len(points), "data point")
         if kind != "summary":
             _exemplar_checks(check, points)
-        batch = _table(kind, metrics, shared, metric_columns, check, points, point_metric)
+        batch = _table(kind, metrics, shared, metric_columns, check, points, point_metric, decoded)
         if batch is not None:
             result.batches[f"metrics_{kind}"] = batch
         result.merge(check.result())

@@ -15,7 +15,7 @@ from otlp2parquet.convert._arrays import (
     to_int64,
 )
 from otlp2parquet.convert._arrays import field as member
-from otlp2parquet.convert._common import ConversionResult, build_batch, resource_scope_columns, unnest
+from otlp2parquet.convert._common import ConversionResult, DecodedMemory, build_batch, resource_scope_columns, unnest
 from otlp2parquet.convert._decode import decode
 from otlp2parquet.convert._validate import Validation
 from otlp2parquet.schemas import arrow_schema
@@ -87,5 +87,5 @@ def convert_traces(data: bytes) -> ConversionResult:
     })
     result = check.result(repaired)
     if len(spans):
-        result.batches["traces"] = build_batch(SCHEMA, columns)
+        result.batches["traces"] = build_batch(SCHEMA, columns, DecodedMemory(request))
     return result
