@@ -43,6 +43,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.results import append, command_line
 from bench.workload import requests
+from otlp2parquet.config import ServerSettings
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
@@ -278,8 +279,11 @@ def _rotel(base: pathlib.Path) -> Target:
     if not binary.exists():
         raise FileNotFoundError(f"{binary} is missing: `make tools` fetches it")
     address = f"127.0.0.1:{_free_port()}"
+    # rotel refuses requests over 4 MiB by default, and 8,192 spans take about 4.6 MiB: give it the sidecar's limit.
+    max_mib = ServerSettings().max_receive_bytes // 2**20
     return Target([str(binary), "start", "--otlp-grpc-endpoint", address, "--otlp-http-endpoint",
-                   f"127.0.0.1:{_free_port()}", "--pid-file", str(base / "rotel.pid"), "--exporter", "blackhole"],
+                   f"127.0.0.1:{_free_port()}", "--pid-file", str(base / "rotel.pid"), "--exporter", "blackhole",
+                   "--otlp-grpc-max-recv-msg-size-mib", str(max_mib)],
                   dict(os.environ), address, base / "rotel.log")
 
 
