@@ -451,6 +451,8 @@ def main() -> None:
                       distinct_items=args.distinct_items)
         lines.append(line(ceiling))
         print(lines[-1], flush=True)
+        if not ceiling["items_per_cpu_s"]:  # no ratio to report; say why rather than divide by zero
+            raise SystemExit(f"rotel accepted nothing ({ceiling['codes']}); see rotel.log in the run's directory")
         for r in results:
             share = r["items_per_cpu_s"] / ceiling["items_per_cpu_s"]
             ratio = f"- sidecar ({r['settings']}) / rotel, items per CPU-s: {share:.2f}"
