@@ -1,5 +1,5 @@
 """Undecodable bytes raise ConversionError; invalid UTF-8 is repaired rather than losing the request; joined
-requests convert as each alone would."""
+requests convert as each alone would; converted batches do not keep the decoded request alive."""
 
 from __future__ import annotations
 

@@ -122,7 +122,7 @@ def build_batch(schema: pa.Schema, columns: dict[str, pa.Array], decoded: Decode
 
     Columns that still share memory with the decoded request are copied. pyarrow keeps all of an imported
     array's memory alive while any part of it is referenced, so one zero-copy column in the buffer would hold the
-    whole decoded request (every field, every string) until the flush: twice the memory the buffer counts.
+    whole decoded request (every field, every string) until the flush: up to twice what the buffer counts.
     """
     return pa.RecordBatch.from_arrays([decoded.detach(columns[f.name]) for f in schema], schema=schema)
 
