@@ -98,7 +98,7 @@ def _in_use() -> int:
 @pytest.mark.parametrize("signal_name", ["traces", "logs", "metrics"])
 def test_converted_batches_hold_only_the_memory_the_buffer_counts(signal_name: str) -> None:
     # A column left pointing into the decoded request kept all of it alive (pyarrow frees an imported array as
-    # one), so buffered batches held 1.5-2x the bytes the memory budget counted.
+    # one), so buffered batches held 1.6-2.0x the bytes the memory budget counted.
     groups = [join(list(requests(signal_name, 1000, 4, seed=s))) for s in range(6)]
     CONVERTERS[signal_name](groups[0])
     before = _in_use()
