@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.integration.server import ServerProcess
+from tests.integration.server import SERVING, ServerProcess
 from tests.services.postgres import Postgres
 from tests.services.s3 import S3
 
@@ -15,8 +15,9 @@ def start_server(tmp_path: pathlib.Path) -> Iterator[Callable[..., ServerProcess
     """Start servers on free ports; any still running at the end of the test is killed."""
     started: list[ServerProcess] = []
 
-    def start(*args: str, base: pathlib.Path | None = None, env: dict[str, str] | None = None) -> ServerProcess:
-        server = ServerProcess(base or tmp_path / f"server{len(started)}", *args, env=env)
+    def start(*args: str, base: pathlib.Path | None = None, env: dict[str, str] | None = None,
+              health: int = SERVING) -> ServerProcess:
+        server = ServerProcess(base or tmp_path / f"server{len(started)}", *args, env=env, health=health)
         started.append(server)
         return server
 

@@ -52,7 +52,8 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, base: pathlib.Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, base: pathlib.Path, *args: str, env: dict[str, str] | None = None,
+                 health: int = SERVING) -> None:
         self.base = base
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -67,7 +68,11 @@ class ServerProcess:
             [sys.executable, "-m", "otlp2parquet", "serve", "--listen", self.address, "--base-path", str(base),
              *args], stdout=self._log, stderr=subprocess.STDOUT, env=environ)
         self.channel = grpc.insecure_channel(self.address)
-        self.wait_health(SERVING)
+        try:
+            self.wait_health(health)
+        except BaseException:  # nobody else holds this server yet: do not leave it running
+            self.kill()
+            raise
 
     def health(self, service: str = "") -> int:
         stub = health_pb2_grpc.HealthStub(self.channel)
