@@ -175,3 +175,16 @@ def test_batches_that_cannot_be_merged_stay_as_they_are_and_are_not_tried_again(
         assert not buffer.compactable("logs", min_batches=2)  # the flush thread does not spin on it
     drained = buffer.take("logs", force=True)
     assert drained is not None and len(drained.batches) == 2 and drained.rows == 4
+
+
+def test_a_hold_refuses_every_export_with_its_reason_until_lifted() -> None:
+    buffer = Buffer(BufferSettings(retry_after_s=1.5))
+    buffer.hold("process memory above its limit")
+    assert not buffer.accepting()
+    with pytest.raises(BufferFullError) as refused:
+        buffer.admit()
+    assert str(refused.value) == "process memory above its limit"
+    assert refused.value.retry_after_s == 1.5
+    buffer.hold(None)
+    assert buffer.accepting()
+    buffer.admit()

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+from otlp2parquet import memory
+
 PROBE = "import otlp2parquet, pyarrow; print(pyarrow.default_memory_pool().backend_name)"
 
 
@@ -21,3 +23,11 @@ def test_arrow_allocates_through_the_system_allocator_so_trimming_returns_memory
 
 def test_an_operator_choice_of_arrow_pool_wins() -> None:
     assert _backend(ARROW_DEFAULT_MEMORY_POOL="jemalloc") == "jemalloc"
+
+
+def test_the_trimmer_reports_rss_only_while_it_is_above_the_limit() -> None:
+    rss = memory.rss_bytes()
+    assert 10 * 1024 * 1024 < rss < 64 * 1024 * 1024 * 1024
+    assert memory.Trimmer(limit_bytes=1024 * 1024).maybe_trim() is not None, "no process fits in 1 MiB"
+    assert memory.Trimmer(limit_bytes=64 * rss).maybe_trim() is None
+    assert memory.Trimmer(limit_bytes=0).maybe_trim() is None, "0 turns the limit off"

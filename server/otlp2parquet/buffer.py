@@ -71,6 +71,7 @@ class Buffer:
         self._queues: dict[str, _TableQueue] = {}
         self._used = 0  # buffered + being written
         self._pressure = False
+        self._held: str | None = None  # why every export is refused, while the process is above its memory limit
         self.last_lsn = 0
         self._lock = threading.Lock()
         self.changed = threading.Condition(self._lock)
@@ -84,7 +85,12 @@ class Buffer:
         return self._used
 
     def accepting(self) -> bool:
-        return self._used < self.high_water_bytes
+        return self._used < self.high_water_bytes and self._held is None
+
+    def hold(self, reason: str | None) -> None:
+        """Refuse every export with `reason` until called with None (the process is above its memory limit)."""
+        with self._lock:
+            self._held = reason
 
     def _refuse(self) -> BufferFullError:
         """Called with the lock held: flush every table now rather than at its age limit, and say why."""
@@ -96,6 +102,8 @@ class Buffer:
     def admit(self) -> None:
         """Refuse (BufferFullError) before any work is spent on a request the buffer could not take."""
         with self._lock:
+            if self._held is not None:
+                raise BufferFullError(self._held, self.settings.retry_after_s)
             if self._used >= self.high_water_bytes:
                 raise self._refuse()
 

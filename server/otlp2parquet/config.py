@@ -79,6 +79,9 @@ class ServerSettings(_Section):
     convert_processes: int = Field(0, ge=-1, description="worker processes that decode and convert requests, "
                                    "since decoding holds the GIL; 0: in the server process; -1: one per usable CPU "
                                    "(at most 4) when there are two or more")
+    memory_limit_bytes: int = Field(416 * MiB, ge=0, description="process RSS soft limit: above it, freed memory "
+                                    "goes back to the OS at once and exports are refused (UNAVAILABLE) until RSS "
+                                    "is below it again; keep it under the container's memory limit; 0: off")
     grace_s: float = Field(10.0, ge=0, description="how long in-flight exports may finish at shutdown")
 
     _listen = field_validator("listen")(lambda value: _host_port(value))

@@ -5,7 +5,9 @@ allocated (compare `otlp2parquet_arrow_allocated_bytes` with RSS). Freed memory 
 per-thread heaps, glibc's per-thread arenas, and the heap top that glibc trims only past a threshold. So Arrow
 allocates through the system allocator (set before pyarrow is imported), arenas are capped, and a periodic
 `malloc_trim` hands free pages back. None of this helps with pages pinned by many small long-lived buffers (the
-same with every allocator, measured): the buffer merges those (`Buffer.compact`).
+same with every allocator, measured): the buffer merges those (`Buffer.compact`). Above the process's memory
+limit, trims come as often as every 50 ms and the buffer refuses exports until RSS is back below it, as the
+Collector's memory_limiter does.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import time
 
 _M_ARENA_MAX = -8
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 _libc: ctypes.CDLL | None = None
 
 
@@ -34,15 +37,36 @@ def configure() -> None:
         _libc = None
 
 
-class Trimmer:
-    """Calls malloc_trim at most once per `interval_s`; cheap to call often."""
+def rss_bytes() -> int:
+    """This process's resident memory, as the kernel (and a container's memory limit) counts it."""
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[1]) * _PAGE
 
-    def __init__(self, interval_s: float = 1.0) -> None:
+
+class Trimmer:
+    """Calls malloc_trim at most once per `interval_s`, or at most once per `urgent_s` while RSS is above
+    `limit_bytes`; cheap to call often.
+
+    Between trims, freed pages are touched again as the heap reuses them: under load RSS climbed about 200 MiB
+    within the second between trims (ad hoc, 8,192-point metrics requests), while the bytes in use stayed flat.
+    Trimming at every call costs page faults all the time; trimming only above the limit costs them only there.
+    """
+
+    def __init__(self, interval_s: float = 1.0, limit_bytes: int = 0, urgent_s: float = 0.05) -> None:
         self.interval_s = interval_s
+        self.limit_bytes = limit_bytes
+        self.urgent_s = urgent_s
         self._last = 0.0
 
-    def maybe_trim(self) -> None:
+    def maybe_trim(self) -> int | None:
+        """Trim if due; RSS if it is still above the limit (after trimming, when that was due), else None."""
         now = time.monotonic()
-        if _libc is not None and now - self._last >= self.interval_s:
+        rss = rss_bytes() if self.limit_bytes else 0
+        over = rss > self.limit_bytes > 0
+        if _libc is not None and now - self._last >= (self.urgent_s if over else self.interval_s):
             self._last = now
             _libc.malloc_trim(0)
+            if over:
+                rss = rss_bytes()
+                over = rss > self.limit_bytes
+        return rss if over else None

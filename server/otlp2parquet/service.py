@@ -128,13 +128,21 @@ class Service:
             self.health.set(name, SERVING if serving else NOT_SERVING)
 
     def _watch_health(self) -> None:
-        """NOT_SERVING above the buffer's high-water mark, SERVING again below it; and, on the same beat, hand
-        freed memory back to the OS."""
-        trimmer = Trimmer()
+        """NOT_SERVING above the buffer's high-water mark or the memory limit, SERVING again below them; and, on
+        the same beat, hand freed memory back to the OS."""
+        limit = self.settings.server.memory_limit_bytes
+        trimmer = Trimmer(limit_bytes=limit)
+        held = False
         while not self._stop_health.is_set():
             with self.buffer.changed:
                 self.buffer.changed.wait(0.5)
-            trimmer.maybe_trim()
+            rss = trimmer.maybe_trim()
+            if (rss is not None) != held:
+                held = rss is not None
+                self.buffer.hold(f"process memory above its limit ({rss} of {limit} bytes resident); retry later"
+                                 if held else None)
+                log.warning("memory limit: %s exports", "refusing" if held else "accepting again",
+                            extra={"rss_bytes": rss, "limit_bytes": limit})
             serving = self.buffer.accepting() and not self.receiver.shutting_down
             if serving != self._serving:
                 self._serving = serving

@@ -126,6 +126,26 @@ def test_requests_over_the_receive_limit_are_refused(start_server: Callable[...,
     assert server.stop() == 0
 
 
+def test_above_its_memory_limit_the_server_refuses_exports_with_retry_info(
+        start_server: Callable[..., ServerProcess]) -> None:
+    server = start_server(env={"OTLP2PARQUET_SERVER__MEMORY_LIMIT_BYTES": str(32 * 1024 * 1024)},  # below any RSS
+                          health=grpc_health_not_serving())
+    with pytest.raises(grpc.RpcError) as refused:
+        export(server, LOGS_METHOD, next(requests("logs", 10, 1)))
+    assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert "process memory above its limit" in refused.value.details()
+    status = status_pb2.Status.FromString(dict(refused.value.trailing_metadata())["grpc-status-details-bin"])
+    assert status.details[0].Unpack(error_details_pb2.RetryInfo())
+    assert "memory limit: refusing exports" in server.log()
+    assert server.stop() == 0
+
+
+def grpc_health_not_serving() -> int:
+    from grpc_health.v1 import health_pb2
+
+    return health_pb2.HealthCheckResponse.NOT_SERVING
+
+
 def test_reflection_lists_the_otlp_services(start_server: Callable[..., ServerProcess]) -> None:
     server = start_server()
     services = set(ProtoReflectionDescriptorDatabase(server.channel).get_services())
