@@ -177,9 +177,15 @@ def test_batches_that_cannot_be_merged_stay_as_they_are_and_are_not_tried_again(
     assert drained is not None and len(drained.batches) == 2 and drained.rows == 4
 
 
-def test_a_hold_refuses_every_export_with_its_reason_until_lifted() -> None:
-    buffer = Buffer(BufferSettings(retry_after_s=1.5))
+def test_a_hold_refuses_every_export_with_its_reason_until_lifted_and_flushes_what_is_held() -> None:
+    buffer = make(Clock(), retry_after_s=1.5)
+    buffer.offer({"logs": batch(10)})
+    with buffer.changed:
+        assert buffer.take("logs") is None, "below every limit"
     buffer.hold("process memory above its limit")
+    with buffer.changed:
+        drained = buffer.take("logs")
+    assert drained is not None and drained.reason == "pressure"
     assert not buffer.accepting()
     with pytest.raises(BufferFullError) as refused:
         buffer.admit()

@@ -88,9 +88,13 @@ class Buffer:
         return self._used < self.high_water_bytes and self._held is None
 
     def hold(self, reason: str | None) -> None:
-        """Refuse every export with `reason` until called with None (the process is above its memory limit)."""
+        """Refuse every export with `reason` until called with None (the process is above its memory limit), and
+        flush every table now: what the buffer holds is the memory that can be freed."""
         with self._lock:
             self._held = reason
+            if reason is not None:
+                self._pressure = True
+                self.changed.notify_all()
 
     def _refuse(self) -> BufferFullError:
         """Called with the lock held: flush every table now rather than at its age limit, and say why."""
