@@ -57,9 +57,11 @@ class Trimmer:
         self.limit_bytes = limit_bytes
         self.urgent_s = urgent_s
         self._last = 0.0
+        self._trim_failed = False  # the last trim above the limit left RSS above it
 
     def maybe_trim(self) -> int | None:
-        """Trim if due; RSS if it is still above the limit (after trimming, when that was due), else None."""
+        """Trim if due; RSS if it is above the limit and the latest trim did not bring it below, else None.
+        (Above the limit between two trims is not enough: the next trim is at most `urgent_s` away.)"""
         now = time.monotonic()
         rss = rss_bytes() if self.limit_bytes else 0
         over = rss > self.limit_bytes > 0
@@ -68,5 +70,9 @@ class Trimmer:
             _libc.malloc_trim(0)
             if over:
                 rss = rss_bytes()
-                over = rss > self.limit_bytes
-        return rss if over else None
+                self._trim_failed = rss > self.limit_bytes
+        if _libc is None:
+            self._trim_failed = over
+        if not over:
+            self._trim_failed = False
+        return rss if over and self._trim_failed else None

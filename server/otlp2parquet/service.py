@@ -30,7 +30,7 @@ from otlp2parquet.convert import CONVERTERS
 from otlp2parquet.convert.pool import ConversionPool, usable_cpus
 from otlp2parquet.errors import ConfigError
 from otlp2parquet.flush import Flusher
-from otlp2parquet.memory import Trimmer
+from otlp2parquet.memory import Trimmer, rss_bytes
 from otlp2parquet.receiver import SERVICES, Receiver
 from otlp2parquet.telemetry import HttpEndpoints, Metric, Telemetry, gauge
 from otlp2parquet.wal import WriteAheadLog
@@ -142,7 +142,7 @@ class Service:
                 self.buffer.hold(f"process memory above its limit ({rss} of {limit} bytes resident); retry later"
                                  if held else None)
                 log.warning("memory limit: %s exports", "refusing" if held else "accepting again",
-                            extra={"rss_bytes": rss, "limit_bytes": limit})
+                            extra={"rss_bytes": rss or rss_bytes(), "limit_bytes": limit})
             serving = self.buffer.accepting() and not self.receiver.shutting_down
             if serving != self._serving:
                 self._serving = serving
