@@ -9,6 +9,7 @@ import grpc
 import pyarrow.parquet as pq
 import pytest
 from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -83,17 +84,11 @@ def test_full_buffer_answers_unavailable_with_retry_info_then_recovers(
     assert (info.retry_delay.seconds, info.retry_delay.nanos) == (1, 500_000_000)
     # The refusal makes every table flush now (not in an hour), which frees the budget again.
     assert wait_for(lambda: rows_committed(server, "logs") == accepted), server.log()
-    server.wait_health(grpc_health_serving())
+    server.wait_health(health_pb2.HealthCheckResponse.SERVING)
     export(server, LOGS_METHOD, payload)
     assert "health NOT_SERVING" in server.log()
     assert server.stop() == 0
     assert rows_committed(server, "logs") == accepted + 1000
-
-
-def grpc_health_serving() -> int:
-    from grpc_health.v1 import health_pb2
-
-    return health_pb2.HealthCheckResponse.SERVING
 
 
 def test_garbage_gets_invalid_argument_and_the_server_keeps_serving(
@@ -129,7 +124,7 @@ def test_requests_over_the_receive_limit_are_refused(start_server: Callable[...,
 def test_above_its_memory_limit_the_server_refuses_exports_with_retry_info(
         start_server: Callable[..., ServerProcess]) -> None:
     server = start_server(env={"OTLP2PARQUET_SERVER__MEMORY_LIMIT_BYTES": str(32 * 1024 * 1024)},  # below any RSS
-                          health=grpc_health_not_serving())
+                          health=health_pb2.HealthCheckResponse.NOT_SERVING)
     with pytest.raises(grpc.RpcError) as refused:
         export(server, LOGS_METHOD, next(requests("logs", 10, 1)))
     assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
@@ -138,12 +133,6 @@ def test_above_its_memory_limit_the_server_refuses_exports_with_retry_info(
     assert status.details[0].Unpack(error_details_pb2.RetryInfo())
     assert "memory limit: refusing exports" in server.log()
     assert server.stop() == 0
-
-
-def grpc_health_not_serving() -> int:
-    from grpc_health.v1 import health_pb2
-
-    return health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def test_reflection_lists_the_otlp_services(start_server: Callable[..., ServerProcess]) -> None:
