@@ -1,4 +1,5 @@
-"""Allocator set-up: Arrow uses the system allocator unless the operator chose another in the environment."""
+"""Allocator set-up (Arrow uses the system allocator unless the operator chose another) and the trimmer that
+reports when resident memory stays above the limit."""
 
 from __future__ import annotations
 

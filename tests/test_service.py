@@ -1,4 +1,5 @@
-"""Service start-up: recovery replays the WAL while the flush threads already run."""
+"""The Service as a whole: recovery replays the WAL while the flush threads already run; the memory limit
+refuses exports and lets them in again."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import pathlib
 import threading
 import time
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+import otlp2parquet.memory as memory_module
 import otlp2parquet.service as service_module
 from bench.workload import requests
 from otlp2parquet.buffer import Drained
@@ -15,7 +19,10 @@ from otlp2parquet.config import Settings
 from otlp2parquet.service import Service
 from otlp2parquet.wal import WriteAheadLog
 from otlp2parquet.writer import Staged
+from tests.waiting import wait_for
 from tests.writers import RecordingWriter
+
+LOGS_EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
 
 class _Watermarks(RecordingWriter):
@@ -55,3 +62,37 @@ def test_a_flush_during_replay_claims_only_the_records_replayed_so_far(
     assert len(seen) >= 2, "some flushes ran while replay was still going"
     for lsns, watermark in seen:
         assert watermark == max(lsns), f"a flush of LSNs {lsns} claimed everything up to {watermark}"
+
+
+def test_a_memory_limit_hold_lifts_once_resident_memory_falls_below_the_limit(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole loop a Collector sees: above the limit, NOT_SERVING and UNAVAILABLE; below it again, SERVING and
+    exports accepted, without a restart. The process's RSS is stood in for, since a real one cannot be steered."""
+    limit = 256 * 1024 * 1024
+    resident = [limit // 2]
+    monkeypatch.setattr(memory_module, "rss_bytes", lambda: resident[0])
+    settings = Settings.model_validate({"writer": {"base_path": str(tmp_path)},
+                                        "server": {"listen": "127.0.0.1:0", "memory_limit_bytes": limit},
+                                        "telemetry": {"enabled": False}})
+    never = threading.Event()
+    service = Service(settings, writers=lambda table: RecordingWriter(table, [], never, [], never))
+    port = service.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            export = channel.unary_unary(LOGS_EXPORT)
+            status = lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=5).status  # noqa: E731
+            payload = next(requests("logs", 10, 1, seed=4))
+            assert status() == health_pb2.HealthCheckResponse.SERVING
+            resident[0] = 2 * limit
+            assert wait_for(lambda: status() == health_pb2.HealthCheckResponse.NOT_SERVING)
+            with pytest.raises(grpc.RpcError) as refused:
+                export(payload, timeout=5)
+            assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+            assert "process memory above its limit" in (refused.value.details() or "")
+            resident[0] = limit // 2
+            assert wait_for(lambda: status() == health_pb2.HealthCheckResponse.SERVING)
+            export(payload, timeout=5)
+    finally:
+        assert service.stop()
+    assert service.flusher.stats["logs"].rows == 10, "the export accepted after the hold was written"
