@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import otlp2parquet.memory as memory_module
 import otlp2parquet.service as service_module
+from bench.load import METHODS
 from bench.workload import requests
 from otlp2parquet.buffer import Drained
 from otlp2parquet.config import Settings
@@ -21,8 +22,6 @@ from otlp2parquet.wal import WriteAheadLog
 from otlp2parquet.writer import Staged
 from tests.waiting import wait_for
 from tests.writers import RecordingWriter
-
-LOGS_EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
 
 class _Watermarks(RecordingWriter):
@@ -80,7 +79,7 @@ def test_a_memory_limit_hold_lifts_once_resident_memory_falls_below_the_limit(
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
-            export = channel.unary_unary(LOGS_EXPORT)
+            export = channel.unary_unary(METHODS["logs"])
             status = lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=5).status  # noqa: E731
             payload = next(requests("logs", 10, 1, seed=4))
             assert status() == health_pb2.HealthCheckResponse.SERVING

@@ -17,12 +17,13 @@ import grpc
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from bench.load import METHODS
 from bench.workload import traces_request
 from tests.integration.server import ServerProcess
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-TRACE_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+TRACE_METHOD = METHODS["traces"]
 FAST_FLUSH = {"OTLP2PARQUET_BUFFER__MAX_AGE_S": "0.2", "OTLP2PARQUET_WRITER__WRITER_ID": "fault-test"}
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
+from bench.load import METHODS
 from bench.workload import requests
 from otlp2parquet.convert import convert_traces
 from tests.integration.server import ServerProcess
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.integration
 def test_maintain_while_a_sidecar_appends_loses_nothing(start_server: Callable[..., ServerProcess],
                                                         tmp_path: pathlib.Path) -> None:
     server = start_server(env={"OTLP2PARQUET_BUFFER__MAX_AGE_S": "0.2"})
-    call = server.channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+    call = server.channel.unary_unary(METHODS["traces"])
     sent: list[str] = []
     stop = threading.Event()
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from bench.load import METHODS
 from bench.workload import requests
 from tests.integration.server import ServerProcess
 
@@ -17,7 +18,7 @@ def test_serve_expires_snapshots_on_its_schedule(start_server: Callable[..., Ser
     server = start_server(env={"OTLP2PARQUET_BUFFER__MAX_AGE_S": "0.2", "OTLP2PARQUET_MAINTENANCE__INTERVAL_S": "1",
                                "OTLP2PARQUET_MAINTENANCE__EXPIRE_OLDER_THAN": "0s",
                                "OTLP2PARQUET_MAINTENANCE__KEEP_LAST": "3"})
-    call = server.channel.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export")
+    call = server.channel.unary_unary(METHODS["logs"])
     for payload in requests("logs", 20, 12, seed=4):
         call(payload, timeout=10)
         time.sleep(0.35)  # one flush, one commit, one snapshot each

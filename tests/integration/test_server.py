@@ -14,13 +14,14 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from bench.load import METHODS
 from bench.workload import requests
 from tests.integration.server import ServerProcess
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-TRACE_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-LOGS_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+TRACE_METHOD = METHODS["traces"]
+LOGS_METHOD = METHODS["logs"]
 
 
 def export(server: ServerProcess, method: str, payload: bytes, **kwargs: object) -> object:
@@ -28,6 +29,14 @@ def export(server: ServerProcess, method: str, payload: bytes, **kwargs: object)
                      else logs_service_pb2.ExportLogsServiceResponse)
     call = server.channel.unary_unary(method, response_deserializer=response_type.FromString)
     return call(payload, timeout=10, **kwargs)
+
+
+def retry_info(error: grpc.RpcError) -> error_details_pb2.RetryInfo:
+    """The RetryInfo an UNAVAILABLE answer carries in its rich status (trailers); fails if there is none."""
+    status = status_pb2.Status.FromString(dict(error.trailing_metadata())["grpc-status-details-bin"])
+    info = error_details_pb2.RetryInfo()
+    assert status.details[0].Unpack(info)
+    return info
 
 
 def rows_committed(server: ServerProcess, table: str) -> int:
@@ -78,9 +87,7 @@ def test_full_buffer_answers_unavailable_with_retry_info_then_recovers(
             accepted += 1000
     error = refused.value
     assert error.code() is grpc.StatusCode.UNAVAILABLE
-    status = status_pb2.Status.FromString(dict(error.trailing_metadata())["grpc-status-details-bin"])
-    info = error_details_pb2.RetryInfo()
-    assert status.details[0].Unpack(info)
+    info = retry_info(error)
     assert (info.retry_delay.seconds, info.retry_delay.nanos) == (1, 500_000_000)
     # The refusal makes every table flush now (not in an hour), which frees the budget again.
     assert wait_for(lambda: rows_committed(server, "logs") == accepted), server.log()
@@ -129,8 +136,7 @@ def test_above_its_memory_limit_the_server_refuses_exports_with_retry_info(
         export(server, LOGS_METHOD, next(requests("logs", 10, 1)))
     assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
     assert "process memory above its limit" in refused.value.details()
-    status = status_pb2.Status.FromString(dict(refused.value.trailing_metadata())["grpc-status-details-bin"])
-    assert status.details[0].Unpack(error_details_pb2.RetryInfo())
+    retry_info(refused.value)
     assert "memory limit: refusing exports" in server.log()
     assert server.stop() == 0
 

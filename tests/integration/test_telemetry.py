@@ -11,13 +11,14 @@ import pytest
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from bench.load import METHODS
 from bench.workload import requests
 from otlp2parquet.config import BufferSettings
 from tests.integration.server import ServerProcess, get, scrape
 
 pytestmark = pytest.mark.integration
-TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-LOGS = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+TRACES = METHODS["traces"]
+LOGS = METHODS["logs"]
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
