@@ -54,8 +54,8 @@ $(POSTGRES):
 	ln -sfn "$$(dirname "$$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")" $@
 	$@/postgres --version
 
-# Reinstall only when the dependency list changes.
-$(STAMP): pyproject.toml
+# Reinstall (which also compiles the native logs path) when the dependencies or the C source change.
+$(STAMP): pyproject.toml setup.py server/otlp2parquet/convert/_fastpb.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

@@ -26,7 +26,7 @@ from tenacity import Retrying, stop_after_delay, wait_random_exponential
 
 from otlp2parquet.buffer import Buffer
 from otlp2parquet.config import Settings
-from otlp2parquet.convert import CONVERTERS
+from otlp2parquet.convert import CONVERTERS, enable_native
 from otlp2parquet.convert.pool import ConversionPool, usable_cpus
 from otlp2parquet.errors import ConfigError
 from otlp2parquet.flush import Flusher
@@ -55,11 +55,12 @@ class Service:
                                on_committed=self._trim, telemetry=self.telemetry,
                                commit_interval_s=settings.commit_interval_s(),
                                parallel_flushes=settings.buffer.parallel_flushes)
+        enable_native(settings.server.native_decode)
         processes = settings.server.convert_processes
         if processes < 0:  # one CPU: a worker would only add the IPC; many: the server process is the limit
             cpus = usable_cpus()
             processes = min(cpus, AUTO_CONVERT_PROCESSES) if cpus > 1 else 0
-        self.pool = ConversionPool(processes) if processes else None
+        self.pool = ConversionPool(processes, settings.server.native_decode) if processes else None
         # With workers, two requests per worker in flight keep each one busy while the other result travels.
         conversions = max(settings.server.conversions, 2 * processes)
         self.receiver = Receiver(self.buffer, self.wal, self.telemetry, conversions,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from otlp2parquet.convert import _fast
 from otlp2parquet.convert._arrays import attributes, hex_ids, timestamps, to_int64
 from otlp2parquet.convert._arrays import field as member
 from otlp2parquet.convert._common import ConversionResult, DecodedMemory, build_batch, resource_scope_columns, unnest
@@ -17,6 +18,10 @@ SCHEMA = arrow_schema("logs")
 
 
 def convert_logs(data: bytes) -> ConversionResult:
+    if _fast.enabled():
+        fast = _fast.convert_logs(data)  # the GIL released; None for anything it leaves to the code below
+        if fast is not None:
+            return fast
     request, repaired = decode("logs", data)
     nesting = unnest(request, "resource_logs", "scope_logs", "log_records")
     check = Validation(len(nesting.items), "log record")

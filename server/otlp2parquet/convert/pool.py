@@ -25,7 +25,7 @@ from multiprocessing.synchronize import Barrier as BarrierType
 
 import pyarrow as pa
 
-from otlp2parquet.convert import CONVERTERS, ConversionResult
+from otlp2parquet.convert import CONVERTERS, ConversionResult, enable_native
 from otlp2parquet.errors import ConverterLostError
 from otlp2parquet.memory import Trimmer
 
@@ -77,7 +77,7 @@ _trimmer: Trimmer | None = None
 _all_started: BarrierType | None = None
 
 
-def _start_worker(all_started: BarrierType) -> None:
+def _start_worker(all_started: BarrierType, native_decode: bool) -> None:
     """Ctrl-C reaches the whole process group, but stopping is the server's to decide: it shuts the pool down
     when it has drained. SIGTERM stays fatal, since the executor terminates the rest of a broken pool with it,
     and it is what the worker gets when the server dies, however it dies (Linux's parent-death signal)."""
@@ -86,6 +86,7 @@ def _start_worker(all_started: BarrierType) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     _trimmer = Trimmer()
     _all_started = all_started
+    enable_native(native_decode)
 
 
 def _convert(signal_name: str, request: bytes) -> _Converted:
@@ -108,8 +109,9 @@ def _check_in() -> int:
 class ConversionPool:
     """`processes` workers converting requests; `convert` has the signature of the in-process converters."""
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, native_decode: bool = True) -> None:
         self.processes = processes
+        self.native_decode = native_decode
         self._lock = threading.Lock()
         self._executor = self._new_executor()
 
@@ -117,7 +119,7 @@ class ConversionPool:
         # spawn, not fork: the server process runs gRPC threads, which fork would copy mid-flight.
         context = multiprocessing.get_context("spawn")
         return ProcessPoolExecutor(self.processes, mp_context=context, initializer=_start_worker,
-                                   initargs=(context.Barrier(self.processes),))
+                                   initargs=(context.Barrier(self.processes), self.native_decode))
 
     def start(self) -> list[int]:
         """Start every worker now, so that the first requests do not wait for imports; returns their pids once
