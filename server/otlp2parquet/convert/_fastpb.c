@@ -150,6 +150,7 @@ static int utf8_ok(const uint8_t *s, size_t n) {
     return 1;
 }
 
+/* A string field's text; an absent field (an empty reader) gives "". */
 static int text(Str *s, Rd sub) {
     size_t n = (size_t)(sub.end - sub.p);
     if (!utf8_ok(sub.p, n)) return BAIL;
@@ -232,7 +233,7 @@ static int key_value(Map *m, Rd r, int64_t *last_service) {
     size_t klen = (size_t)(key.end - key.p);
     if (klen && !utf8_ok(key.p, klen)) return BAIL;
     if (last_service && klen == 12 && memcmp(key.p, "service.name", 12) == 0) *last_service = m->entries;
-    TRY(str_add(&m->keys, klen ? key.p : (const uint8_t *)"", klen));
+    TRY(str_add(&m->keys, key.p, klen));
     TRY(any_value(&m->values, has_value ? &value : NULL));
     m->entries++;
     return OK;
@@ -317,28 +318,38 @@ static int log_record(Logs *L, Rd r, int32_t resource, int32_t scope) {
     TRY(put_i32(&L->scope, scope));
     TRY(hex_id(&L->trace_id, trace_id, 16));
     TRY(hex_id(&L->span_id, span_id, 8));
-    TRY(severity_text.p ? text(&L->severity_text, severity_text) : empty(&L->severity_text));
-    TRY(event_name.p ? text(&L->event_name, event_name) : empty(&L->event_name));
+    TRY(text(&L->severity_text, severity_text));
+    TRY(text(&L->event_name, event_name));
     TRY(any_value(&L->body, has_body ? &body : NULL));
     if (L->records == INT32_MAX) return BAIL;
     L->records++;
     return OK;
 }
 
-/* One ScopeLogs: its scope's columns once, then its records. */
-static int scope_logs(Logs *L, Rd r, int32_t resource) {
+/* ResourceLogs and ScopeLogs share a shape: 1 the resource or scope, 2 the repeated children, 3 the schema
+ * URL. The first and last are found first, wherever they sit, so that their columns are written once. */
+static int envelope(Rd r, Rd *head, Rd *schema_url) {
     uint64_t seen = 0, v;
     uint32_t num; int wt;
-    Rd sub, scope = {0}, schema_url = {0};
-    Rd walk = r;
-    while (walk.p < walk.end) {  /* first the scope and schema URL, wherever they sit */
-        TRY(next_field(&walk, &num, &wt, &v, &sub));
+    Rd sub;
+    *head = *schema_url = (Rd){0};
+    while (r.p < r.end) {
+        TRY(next_field(&r, &num, &wt, &v, &sub));
         if (num == 1 || num == 3) {
             if (wt != 2) return BAIL;
             TRY(once(&seen, num));
-            if (num == 1) scope = sub; else schema_url = sub;
+            if (num == 1) *head = sub; else *schema_url = sub;
         } else if (num == 2 && wt != 2) return BAIL;
     }
+    return OK;
+}
+
+/* One ScopeLogs: its scope's columns once, then its records. */
+static int scope_logs(Logs *L, Rd r, int32_t resource) {
+    uint64_t v;
+    uint32_t num; int wt;
+    Rd sub, scope, schema_url;
+    TRY(envelope(r, &scope, &schema_url));
     if (L->scopes == INT32_MAX) return BAIL;
     int32_t index = (int32_t)L->scopes++;
     Rd name = {0}, version = {0};
@@ -357,10 +368,10 @@ static int scope_logs(Logs *L, Rd r, int32_t resource) {
         }
     }
     TRY(map_end(&L->scope_attributes));
-    TRY(name.p ? text(&L->scope_name, name) : empty(&L->scope_name));
-    TRY(version.p ? text(&L->scope_version, version) : empty(&L->scope_version));
+    TRY(text(&L->scope_name, name));
+    TRY(text(&L->scope_version, version));
     TRY(put_i64(&L->scope_dropped, dropped));
-    TRY(schema_url.p ? text(&L->scope_schema_url, schema_url) : empty(&L->scope_schema_url));
+    TRY(text(&L->scope_schema_url, schema_url));
     while (r.p < r.end) {
         TRY(next_field(&r, &num, &wt, &v, &sub));
         if (num == 2) TRY(log_record(L, sub, resource, index));
@@ -370,18 +381,10 @@ static int scope_logs(Logs *L, Rd r, int32_t resource) {
 
 /* One ResourceLogs: its resource's columns once, then its scopes. */
 static int resource_logs(Logs *L, Rd r) {
-    uint64_t seen = 0, v;
+    uint64_t v;
     uint32_t num; int wt;
-    Rd sub, resource = {0}, schema_url = {0};
-    Rd walk = r;
-    while (walk.p < walk.end) {
-        TRY(next_field(&walk, &num, &wt, &v, &sub));
-        if (num == 1 || num == 3) {
-            if (wt != 2) return BAIL;
-            TRY(once(&seen, num));
-            if (num == 1) resource = sub; else schema_url = sub;
-        } else if (num == 2 && wt != 2) return BAIL;
-    }
+    Rd sub, resource, schema_url;
+    TRY(envelope(r, &resource, &schema_url));
     if (L->resources == INT32_MAX) return BAIL;
     int32_t index = (int32_t)L->resources++;
     int64_t dropped = 0, service = -1;
@@ -399,7 +402,7 @@ static int resource_logs(Logs *L, Rd r) {
     TRY(map_end(&L->resource_attributes));
     TRY(put_i64(&L->resource_dropped, dropped));
     TRY(put_i64(&L->service_entry, service));
-    TRY(schema_url.p ? text(&L->resource_schema_url, schema_url) : empty(&L->resource_schema_url));
+    TRY(text(&L->resource_schema_url, schema_url));
     while (r.p < r.end) {
         TRY(next_field(&r, &num, &wt, &v, &sub));
         if (num == 2) TRY(scope_logs(L, sub, index));
