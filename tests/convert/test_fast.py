@@ -1,8 +1,9 @@
-"""The native logs path gives exactly the reference converter's answer, or leaves the request to it.
+"""The native logs and traces paths give exactly the reference converter's answer, or leave the request to it.
 
-Each property converts the same bytes both ways: `_fast.convert_logs` (C, GIL released) and `convert_logs` with
-the native path switched off (ptars). Whenever the C code returns a result it must equal the reference result
-column for column; where it gives up (None), `convert_logs` must still answer as the reference does.
+Each property converts the same bytes both ways: `_fast.convert_logs` or `_fast.convert_traces` (C, GIL
+released) and `convert_logs` or `convert_traces` with the native path switched off (ptars). Whenever the C code
+returns a result it must equal the reference result column for column; where it gives up (None), the converter
+must still answer as the reference does.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
 
 from bench.workload import requests
-from otlp2parquet.convert import _fast, _fastpb, convert_logs, enable_native
+from otlp2parquet.convert import _fast, _fastpb, convert_logs, convert_traces, enable_native
 from otlp2parquet.errors import ConversionError
 from tests.otlp import any_value, kv
 
@@ -35,6 +38,9 @@ SCALAR = st.one_of(st.none(), TEXT, st.booleans(), INT64, st.floats(allow_nan=Tr
                    st.sampled_from([1e10, 1e20, 1e21, 1e-6, 1e-7, -0.0, 5e-324, 123456789.125]),
                    st.binary(max_size=10))
 ATTRIBUTES = st.lists(st.tuples(st.one_of(TEXT, st.just("service.name")), SCALAR), max_size=4)
+TRACE_IDS = st.sampled_from([b"", bytes(16), bytes(range(1, 17))])
+SPAN_IDS = st.sampled_from([b"", bytes(8), bytes(range(1, 9))])
+ENUMS = st.integers(-(2**31), 2**31 - 1) | st.integers(-2, 8)  # known values, unknown ones, negative ones
 
 
 def _kvs(pairs: list[tuple[str, object]]) -> list[common_pb2.KeyValue]:
@@ -46,9 +52,8 @@ def log_records(draw: st.DrawFn) -> logs_pb2.LogRecord:
     record = logs_pb2.LogRecord(
         time_unix_nano=draw(st.one_of(st.just(0), UINT64)), observed_time_unix_nano=draw(UINT64),
         severity_number=draw(st.integers(-5, 30)), severity_text=draw(TEXT), attributes=_kvs(draw(ATTRIBUTES)),
-        dropped_attributes_count=draw(UINT32), flags=draw(UINT32),
-        trace_id=draw(st.sampled_from([b"", bytes(16), bytes(range(1, 17))])),
-        span_id=draw(st.sampled_from([b"", bytes(8), bytes(range(1, 9))])), event_name=draw(TEXT))
+        dropped_attributes_count=draw(UINT32), flags=draw(UINT32), trace_id=draw(TRACE_IDS),
+        span_id=draw(SPAN_IDS), event_name=draw(TEXT))
     body = draw(st.one_of(st.just("absent"), SCALAR))
     if body != "absent":
         record.body.CopyFrom(any_value(body))
@@ -56,20 +61,43 @@ def log_records(draw: st.DrawFn) -> logs_pb2.LogRecord:
 
 
 @st.composite
-def logs_requests(draw: st.DrawFn) -> ExportLogsServiceRequest:
-    req = ExportLogsServiceRequest()
+def spans(draw: st.DrawFn) -> trace_pb2.Span:
+    span = trace_pb2.Span(
+        trace_id=draw(TRACE_IDS), span_id=draw(SPAN_IDS), parent_span_id=draw(SPAN_IDS), trace_state=draw(TEXT),
+        name=draw(TEXT), kind=draw(ENUMS), start_time_unix_nano=draw(UINT64), end_time_unix_nano=draw(UINT64),
+        attributes=_kvs(draw(ATTRIBUTES)), dropped_attributes_count=draw(UINT32),
+        dropped_events_count=draw(UINT32), dropped_links_count=draw(UINT32), flags=draw(UINT32))
+    for _ in range(draw(st.integers(0, 2))):
+        span.events.add(time_unix_nano=draw(UINT64), name=draw(TEXT), attributes=_kvs(draw(ATTRIBUTES)),
+                        dropped_attributes_count=draw(UINT32))
+    for _ in range(draw(st.integers(0, 2))):
+        span.links.add(trace_id=draw(TRACE_IDS), span_id=draw(SPAN_IDS), trace_state=draw(TEXT),
+                       attributes=_kvs(draw(ATTRIBUTES)), dropped_attributes_count=draw(UINT32), flags=draw(UINT32))
+    status = draw(st.one_of(st.none(), st.tuples(ENUMS, TEXT)))
+    if status is not None:
+        span.status.code, span.status.message = status
+    return span
+
+
+@st.composite
+def _requests(draw: st.DrawFn, signal: str) -> ExportLogsServiceRequest | ExportTraceServiceRequest:
+    """Up to three resources of up to three scopes of up to four items, with and without resources and scopes."""
+    req = ExportLogsServiceRequest() if signal == "logs" else ExportTraceServiceRequest()
     for _ in range(draw(st.integers(0, 3))):
-        rl = req.resource_logs.add(schema_url=draw(TEXT))
+        rl = (req.resource_logs if signal == "logs" else req.resource_spans).add(schema_url=draw(TEXT))
         if draw(st.booleans()):
             rl.resource.CopyFrom(resource_pb2.Resource(attributes=_kvs(draw(ATTRIBUTES)),
                                                        dropped_attributes_count=draw(UINT32)))
         for _ in range(draw(st.integers(0, 3))):
-            sl = rl.scope_logs.add(schema_url=draw(TEXT))
+            sl = (rl.scope_logs if signal == "logs" else rl.scope_spans).add(schema_url=draw(TEXT))
             if draw(st.booleans()):
                 sl.scope.CopyFrom(common_pb2.InstrumentationScope(
                     name=draw(TEXT), version=draw(TEXT), attributes=_kvs(draw(ATTRIBUTES)),
                     dropped_attributes_count=draw(UINT32)))
-            sl.log_records.extend(draw(st.lists(log_records(), max_size=4)))
+            if signal == "logs":
+                sl.log_records.extend(draw(st.lists(log_records(), max_size=4)))
+            else:
+                sl.spans.extend(draw(st.lists(spans(), max_size=4)))
     return req
 
 
@@ -82,10 +110,15 @@ def native(on: bool) -> Iterator[None]:
         enable_native(True)
 
 
-def reference(data: bytes) -> object:
+FAST = {"logs": _fast.convert_logs, "traces": _fast.convert_traces}
+CONVERT = {"logs": convert_logs, "traces": convert_traces}
+SCHEMAS = {"logs": _fast.LOGS, "traces": _fast.TRACES}
+
+
+def reference(signal: str, data: bytes) -> object:
     """The reference answer: a comparable view of the result, or the error it raises."""
     with native(False):
-        return _view_or_error(data)
+        return _view_or_error(signal, data)
 
 
 def _view(result) -> tuple:
@@ -93,36 +126,43 @@ def _view(result) -> tuple:
     return batches, result.accepted, result.rejected, dict(result.reasons), result.warnings
 
 
-def _check(data: bytes) -> bool:
+def _check(data: bytes, signal: str = "logs") -> bool:
     """Assert the native answer equals the reference one; True if the native path took the request."""
-    fast = _fast.convert_logs(data)
-    expected = reference(data)
+    fast = FAST[signal](data)
+    expected = reference(signal, data)
     if fast is None:
-        assert _view_or_error(data) == expected  # convert_logs falls back and answers as the reference does
+        assert _view_or_error(signal, data) == expected  # the converter falls back and answers as the reference
         return False
     assert _view(fast) == expected
     for table, batch in fast.batches.items():
         batch.validate(full=True)
-        assert batch.schema == _fast.LOGS, table
+        assert batch.schema == SCHEMAS[signal], table
     return True
 
 
-def _view_or_error(data: bytes) -> object:
+def _view_or_error(signal: str, data: bytes) -> object:
     try:
-        return _view(convert_logs(data))
+        return _view(CONVERT[signal](data))
     except ConversionError as exc:
         return f"ConversionError: {exc}"
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(logs_requests())
-def test_well_formed_requests_convert_natively_and_exactly_as_the_reference(req: ExportLogsServiceRequest) -> None:
+@given(_requests("logs"))
+def test_well_formed_logs_convert_natively_and_exactly_as_the_reference(req: ExportLogsServiceRequest) -> None:
     assert _check(req.SerializeToString())
 
 
-def test_the_benchmark_workload_converts_natively_and_exactly_as_the_reference() -> None:
-    for data in requests("logs", 1000, 3):
-        assert _check(data)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_requests("traces"))
+def test_well_formed_traces_convert_natively_and_exactly_as_the_reference(req: ExportTraceServiceRequest) -> None:
+    assert _check(req.SerializeToString(), "traces")
+
+
+@pytest.mark.parametrize("signal", ["logs", "traces"])
+def test_the_benchmark_workload_converts_natively_and_exactly_as_the_reference(signal: str) -> None:
+    for data in requests(signal, 1000, 3):
+        assert _check(data, signal)
 
 
 @pytest.mark.parametrize("why,req", [
@@ -139,6 +179,41 @@ def test_the_benchmark_workload_converts_natively_and_exactly_as_the_reference()
 def test_what_the_native_path_leaves_alone_is_answered_by_the_reference(why: str,
                                                                        req: ExportLogsServiceRequest) -> None:
     assert not _check(req.SerializeToString()), why
+
+
+def _one_span(span: trace_pb2.Span, resource: resource_pb2.Resource | None = None) -> ExportTraceServiceRequest:
+    return ExportTraceServiceRequest(resource_spans=[trace_pb2.ResourceSpans(
+        resource=resource, scope_spans=[trace_pb2.ScopeSpans(spans=[span, trace_pb2.Span(name="ok")])])])
+
+
+@pytest.mark.parametrize("why,req", [
+    ("a 3-byte parent span id", _one_span(trace_pb2.Span(parent_span_id=b"abc"))),
+    ("a 15-byte link trace id", _one_span(trace_pb2.Span(links=[trace_pb2.Span.Link(trace_id=bytes(range(15)))]))),
+    ("a 9-byte link span id", _one_span(trace_pb2.Span(links=[trace_pb2.Span.Link(span_id=bytes(range(9)))]))),
+    ("an array event attribute", _one_span(trace_pb2.Span(events=[trace_pb2.Span.Event(
+        attributes=[kv("k", [1, 2])])]))),
+    ("a kvlist link attribute", _one_span(trace_pb2.Span(links=[trace_pb2.Span.Link(
+        attributes=[kv("k", {"a": "b"})])]))),
+    ("entity refs", _one_span(trace_pb2.Span(), resource_pb2.Resource(
+        entity_refs=[common_pb2.EntityRef(type="host")]))),
+])
+def test_what_the_native_traces_path_leaves_alone_is_answered_by_the_reference(
+        why: str, req: ExportTraceServiceRequest) -> None:
+    assert not _check(req.SerializeToString(), "traces"), why
+
+
+def test_a_status_sent_twice_is_left_to_the_reference() -> None:
+    """protobuf merges the two (code from one, message from the other); the C code does not try."""
+    span = trace_pb2.Span(name="s", status=trace_pb2.Status(code=2)).SerializeToString() + trace_pb2.Span(
+        status=trace_pb2.Status(message="late")).SerializeToString()
+    data = ExportTraceServiceRequest(resource_spans=[trace_pb2.ResourceSpans(scope_spans=[
+        trace_pb2.ScopeSpans(spans=[trace_pb2.Span.FromString(span)])])]).SerializeToString()
+    assert _check(data, "traces")  # parsed and re-serialised: one merged status, which the C code takes
+    scope = b"\x12" + bytes([len(span)]) + span
+    resource = b"\x12" + bytes([len(scope)]) + scope
+    raw = b"\x0a" + bytes([len(resource)]) + resource
+    assert not _check(raw, "traces")
+    assert convert_traces(raw).batches["traces"].to_pydict()["StatusCode"] == ["Error"]
 
 
 def test_invalid_utf8_is_left_to_the_reference_repair() -> None:
@@ -158,12 +233,13 @@ def test_a_repeated_singular_field_is_left_to_the_reference() -> None:
     assert not _check(data)
 
 
+@pytest.mark.parametrize("signal", ["logs", "traces"])
 @settings(max_examples=400, deadline=None)
-@given(st.data())
-def test_damaged_bytes_never_crash_and_never_disagree(data: st.DataObject) -> None:
+@given(data=st.data())
+def test_damaged_bytes_never_crash_and_never_disagree(signal: str, data: st.DataObject) -> None:
     """Flipped, cut or inserted bytes in a real request: whatever the C code accepts, the reference accepts
     the same way."""
-    original = bytearray(next(iter(requests("logs", 20, 1, seed=data.draw(st.integers(0, 5))))))
+    original = bytearray(next(iter(requests(signal, 20, 1, seed=data.draw(st.integers(0, 5))))))
     for _ in range(data.draw(st.integers(1, 3))):
         at = data.draw(st.integers(0, len(original) - 1))
         action = data.draw(st.sampled_from(["flip", "cut", "insert"]))
@@ -175,7 +251,7 @@ def test_damaged_bytes_never_crash_and_never_disagree(data: st.DataObject) -> No
                 break
         else:
             original[at:at] = data.draw(st.binary(min_size=1, max_size=3))
-    _check(bytes(original))
+    _check(bytes(original), signal)
 
 
 def _ran_alongside(call: Callable[[], object]) -> bool:
@@ -208,12 +284,13 @@ def _ran_alongside(call: Callable[[], object]) -> bool:
 
 def test_the_gil_is_released_while_the_c_code_walks_a_request() -> None:
     """Python work of about the same length, which holds the GIL, is the control."""
-    data = b"".join(requests("logs", 8192, 4))
+    logs, traces = b"".join(requests("logs", 8192, 4)), b"".join(requests("traces", 8192, 4))
 
     def python_work() -> None:
         total = 0
         for i in range(2_000_000):
             total += i
 
-    assert _ran_alongside(lambda: _fastpb.decode_logs(data))
+    assert _ran_alongside(lambda: _fastpb.decode_logs(logs))
+    assert _ran_alongside(lambda: _fastpb.decode_traces(traces))
     assert not _ran_alongside(python_work)

@@ -1,18 +1,21 @@
-/* A native fast path for well-formed OTLP logs requests: protobuf bytes -> the `logs` table's column buffers,
- * with the GIL released for the whole walk, so another thread (a flush, another conversion) runs meanwhile.
+/* A native fast path for well-formed OTLP logs and traces requests: protobuf bytes -> the `logs` or `traces`
+ * table's column buffers, with the GIL released for the whole walk, so another thread (a flush, another
+ * conversion) runs meanwhile.
  *
- * It handles only what a Collector sends every day: every field of the logs data model, attribute values that
- * are strings, bools, ints, doubles or bytes. Anything else (an array or kvlist value, entity refs, a bad id
- * length, invalid UTF-8, a field repeated where one is expected, malformed bytes) makes it give up and return
- * None; the Python converter (ptars) then handles the request and gives the answer it always gave. So this file
- * never decides what is valid, it only recognises what is plainly so.
+ * It handles only what a Collector sends every day: every field of the logs and traces data models, attribute
+ * values that are strings, bools, ints, doubles or bytes. Anything else (an array or kvlist value, entity refs, a
+ * bad id length, invalid UTF-8, a field repeated where one is expected, malformed bytes) makes it give up and
+ * return None; the Python converter (ptars) then handles the request and gives the answer it always gave. So
+ * this file never decides what is valid, it only recognises what is plainly so.
  *
- * Output: a dict of bytes objects, one per buffer (int32 string offsets, UTF-8 data, fixed-width values), which
- * _fast.py wraps as Arrow arrays without copying. Doubles are left for Python to format (Go's rules, via the same
- * code as the reference path): their rows get an empty placeholder and are listed apart.
+ * Output: a dict of bytes objects, one per buffer (int32 string, list and map offsets, UTF-8 data, fixed-width
+ * values), which _fast.py wraps as Arrow arrays without copying. Doubles are left for Python to format (Go's
+ * rules, via the same code as the reference path): their rows get an empty placeholder and are listed apart.
+ * Enums (span kind, status code) stay numbers; Python names them as the reference path does.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,11 +64,13 @@ typedef struct { Str text; Buf double_rows, double_values; } Val;
 /* map<string, string>: int32 offsets into keys/values. */
 typedef struct { Buf off; Str keys; Val values; int64_t entries; } Map;
 
-static int map_begin(Map *m) { return m->off.len ? OK : put_i32(&m->off, 0); }
-static int map_end(Map *m) {
-    if (m->entries > INT32_MAX) return BAIL;
-    return put_i32(&m->off, (int32_t)m->entries);
+/* List and map offsets: a leading 0, then after each list or map the count of items so far. */
+static int offsets_open(Buf *off) { return off->len ? OK : put_i32(off, 0); }
+static int list_end(Buf *off, int64_t items) {
+    if (items > INT32_MAX) return BAIL;
+    return put_i32(off, (int32_t)items);
 }
+static int map_end(Map *m) { return list_end(&m->off, m->entries); }
 
 /* ---- protobuf reading ------------------------------------------------------------------------------------ */
 
@@ -239,32 +244,30 @@ static int key_value(Map *m, Rd r, int64_t *last_service) {
     return OK;
 }
 
-/* ---- the logs walk --------------------------------------------------------------------------------------- */
+/* ---- resources and scopes, shared by every signal --------------------------------------------------------- */
 
+/* The resource and scope columns, written once per resource and scope; each item records the index of its
+ * resource and scope, and Python repeats the columns per item (Levels.repeat), as the reference path does. */
 typedef struct {
-    /* per record */
-    Buf timestamp, observed, severity_number, trace_flags, flags, dropped, resource, scope;
-    Str trace_id, span_id, severity_text, event_name;
-    Val body;
-    Map attributes;
-    int64_t records;
-    /* per resource */
+    Buf item_resource, item_scope;
     Map resource_attributes;
     Str resource_schema_url;
     Buf resource_dropped, service_entry;
     int64_t resources;
-    /* per scope */
     Str scope_name, scope_version, scope_schema_url;
     Map scope_attributes;
     Buf scope_dropped;
     int64_t scopes;
-} Logs;
+} Levels;
+
+/* One item (a log record, a span): its fields into the signal's columns. */
+typedef int (*ItemFn)(void *signal, Rd item);
 
 static int hex_id(Str *s, Rd id, size_t width) {
     static const char H[] = "0123456789abcdef";
     size_t n = (size_t)(id.end - id.p);
     if (n == 0) return empty(s);
-    if (n != width) return BAIL;  /* rejected per record by the reference path */
+    if (n != width) return BAIL;  /* rejected per item by the reference path */
     int zero = 1;
     for (size_t i = 0; i < n; i++) zero &= id.p[i] == 0;
     if (zero) return empty(s);
@@ -279,7 +282,127 @@ static int uint32_field(int wt, uint64_t v, int64_t *out) {
     return OK;
 }
 
-static int log_record(Logs *L, Rd r, int32_t resource, int32_t scope) {
+/* Resource{Logs,Spans} and Scope{Logs,Spans} share a shape: 1 the resource or scope, 2 the repeated children,
+ * 3 the schema URL. The first and last are found first, wherever they sit, so that their columns are written
+ * once. */
+static int envelope(Rd r, Rd *head, Rd *schema_url) {
+    uint64_t seen = 0, v;
+    uint32_t num; int wt;
+    Rd sub;
+    *head = *schema_url = (Rd){0};
+    while (r.p < r.end) {
+        TRY(next_field(&r, &num, &wt, &v, &sub));
+        if (num == 1 || num == 3) {
+            if (wt != 2) return BAIL;
+            TRY(once(&seen, num));
+            if (num == 1) *head = sub; else *schema_url = sub;
+        } else if (num == 2 && wt != 2) return BAIL;
+    }
+    return OK;
+}
+
+/* One Scope{Logs,Spans}: its scope's columns once, then its items. */
+static int scope_walk(Levels *L, Rd r, int32_t resource, ItemFn item, void *signal) {
+    uint64_t v;
+    uint32_t num; int wt;
+    Rd sub, scope, schema_url;
+    TRY(envelope(r, &scope, &schema_url));
+    if (L->scopes == INT32_MAX) return BAIL;
+    int32_t index = (int32_t)L->scopes++;
+    Rd name = {0}, version = {0};
+    int64_t dropped = 0;
+    uint64_t scope_seen = 0;
+    TRY(offsets_open(&L->scope_attributes.off));
+    while (scope.p && scope.p < scope.end) {
+        TRY(next_field(&scope, &num, &wt, &v, &sub));
+        if (num != 3 && num <= 4) TRY(once(&scope_seen, num));
+        switch (num) {
+        case 1: if (wt != 2) return BAIL; name = sub; break;
+        case 2: if (wt != 2) return BAIL; version = sub; break;
+        case 3: if (wt != 2) return BAIL; TRY(key_value(&L->scope_attributes, sub, NULL)); break;
+        case 4: TRY(uint32_field(wt, v, &dropped)); break;
+        default: break;
+        }
+    }
+    TRY(map_end(&L->scope_attributes));
+    TRY(text(&L->scope_name, name));
+    TRY(text(&L->scope_version, version));
+    TRY(put_i64(&L->scope_dropped, dropped));
+    TRY(text(&L->scope_schema_url, schema_url));
+    while (r.p < r.end) {
+        TRY(next_field(&r, &num, &wt, &v, &sub));
+        if (num == 2) {
+            TRY(put_i32(&L->item_resource, resource));
+            TRY(put_i32(&L->item_scope, index));
+            TRY(item(signal, sub));
+        }
+    }
+    return OK;
+}
+
+/* One Resource{Logs,Spans}: its resource's columns once, then its scopes. */
+static int resource_walk(Levels *L, Rd r, ItemFn item, void *signal) {
+    uint64_t v;
+    uint32_t num; int wt;
+    Rd sub, resource, schema_url;
+    TRY(envelope(r, &resource, &schema_url));
+    if (L->resources == INT32_MAX) return BAIL;
+    int32_t index = (int32_t)L->resources++;
+    int64_t dropped = 0, service = -1;
+    uint64_t resource_seen = 0;
+    TRY(offsets_open(&L->resource_attributes.off));
+    while (resource.p && resource.p < resource.end) {
+        TRY(next_field(&resource, &num, &wt, &v, &sub));
+        switch (num) {
+        case 1: if (wt != 2) return BAIL; TRY(key_value(&L->resource_attributes, sub, &service)); break;
+        case 2: TRY(once(&resource_seen, num)); TRY(uint32_field(wt, v, &dropped)); break;
+        case 3: return BAIL;  /* entity refs: rare, left to the reference path */
+        default: break;
+        }
+    }
+    TRY(map_end(&L->resource_attributes));
+    TRY(put_i64(&L->resource_dropped, dropped));
+    TRY(put_i64(&L->service_entry, service));
+    TRY(text(&L->resource_schema_url, schema_url));
+    while (r.p < r.end) {
+        TRY(next_field(&r, &num, &wt, &v, &sub));
+        if (num == 2) TRY(scope_walk(L, sub, index, item, signal));
+    }
+    return OK;
+}
+
+/* Export{Logs,Trace}ServiceRequest: field 1, the repeated Resource{Logs,Spans}. */
+static int request_walk(Levels *L, Rd r, ItemFn item, void *signal) {
+    uint32_t num; int wt; uint64_t v; Rd sub;
+    while (r.p < r.end) {
+        TRY(next_field(&r, &num, &wt, &v, &sub));
+        if (num == 1) {
+            if (wt != 2) return BAIL;
+            TRY(resource_walk(L, sub, item, signal));
+        }
+    }
+    return OK;
+}
+
+static int count_item(int64_t *n) {
+    if (*n == INT32_MAX) return BAIL;
+    (*n)++;
+    return OK;
+}
+
+/* ---- logs ------------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    Levels levels;
+    Buf timestamp, observed, severity_number, trace_flags, flags, dropped;
+    Str trace_id, span_id, severity_text, event_name;
+    Val body;
+    Map attributes;
+    int64_t records;
+} Logs;
+
+static int log_record(void *signal, Rd r) {
+    Logs *L = signal;
     uint64_t seen = 0, v, time = 0, observed = 0;
     uint32_t num; int wt;
     Rd sub, trace_id = {0}, span_id = {0}, severity_text = {0}, event_name = {0}, body = {0};
@@ -287,7 +410,7 @@ static int log_record(Logs *L, Rd r, int32_t resource, int32_t scope) {
     int32_t severity = 0;
     uint32_t flags = 0;
     int64_t dropped = 0;
-    TRY(map_begin(&L->attributes));
+    TRY(offsets_open(&L->attributes.off));
     while (r.p < r.end) {
         TRY(next_field(&r, &num, &wt, &v, &sub));
         if (num != 6 && num <= 12) TRY(once(&seen, num));
@@ -314,112 +437,158 @@ static int log_record(Logs *L, Rd r, int32_t resource, int32_t scope) {
     TRY(put_i32(&L->trace_flags, (int32_t)(flags & 0xFF)));
     TRY(put_i64(&L->flags, (int64_t)flags));
     TRY(put_i64(&L->dropped, dropped));
-    TRY(put_i32(&L->resource, resource));
-    TRY(put_i32(&L->scope, scope));
     TRY(hex_id(&L->trace_id, trace_id, 16));
     TRY(hex_id(&L->span_id, span_id, 8));
     TRY(text(&L->severity_text, severity_text));
     TRY(text(&L->event_name, event_name));
     TRY(any_value(&L->body, has_body ? &body : NULL));
-    if (L->records == INT32_MAX) return BAIL;
-    L->records++;
-    return OK;
+    return count_item(&L->records);
 }
 
-/* ResourceLogs and ScopeLogs share a shape: 1 the resource or scope, 2 the repeated children, 3 the schema
- * URL. The first and last are found first, wherever they sit, so that their columns are written once. */
-static int envelope(Rd r, Rd *head, Rd *schema_url) {
-    uint64_t seen = 0, v;
+/* ---- traces ---------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    Levels levels;
+    /* per span */
+    Buf timestamp, end_timestamp, duration, kind, status_code, flags, dropped, dropped_events, dropped_links;
+    Str trace_id, span_id, parent_span_id, trace_state, name, status_message;
+    Map attributes;
+    int64_t spans;
+    /* per event, with each span's first event in event_off */
+    Buf event_off, event_time, event_dropped;
+    Str event_name;
+    Map event_attributes;
+    int64_t events;
+    /* per link, likewise */
+    Buf link_off, link_flags, link_dropped;
+    Str link_trace_id, link_span_id, link_trace_state;
+    Map link_attributes;
+    int64_t links;
+} Traces;
+
+static int span_event(Traces *T, Rd r) {
+    uint64_t seen = 0, v, time = 0;
     uint32_t num; int wt;
-    Rd sub;
-    *head = *schema_url = (Rd){0};
+    Rd sub, name = {0};
+    int64_t dropped = 0;
+    TRY(offsets_open(&T->event_attributes.off));
     while (r.p < r.end) {
         TRY(next_field(&r, &num, &wt, &v, &sub));
-        if (num == 1 || num == 3) {
-            if (wt != 2) return BAIL;
-            TRY(once(&seen, num));
-            if (num == 1) *head = sub; else *schema_url = sub;
-        } else if (num == 2 && wt != 2) return BAIL;
-    }
-    return OK;
-}
-
-/* One ScopeLogs: its scope's columns once, then its records. */
-static int scope_logs(Logs *L, Rd r, int32_t resource) {
-    uint64_t v;
-    uint32_t num; int wt;
-    Rd sub, scope, schema_url;
-    TRY(envelope(r, &scope, &schema_url));
-    if (L->scopes == INT32_MAX) return BAIL;
-    int32_t index = (int32_t)L->scopes++;
-    Rd name = {0}, version = {0};
-    int64_t dropped = 0;
-    uint64_t scope_seen = 0;
-    TRY(map_begin(&L->scope_attributes));
-    while (scope.p && scope.p < scope.end) {
-        TRY(next_field(&scope, &num, &wt, &v, &sub));
-        if (num != 3 && num <= 4) TRY(once(&scope_seen, num));
+        if (num != 3 && num <= 4) TRY(once(&seen, num));
         switch (num) {
-        case 1: if (wt != 2) return BAIL; name = sub; break;
-        case 2: if (wt != 2) return BAIL; version = sub; break;
-        case 3: if (wt != 2) return BAIL; TRY(key_value(&L->scope_attributes, sub, NULL)); break;
+        case 1: if (wt != 1) return BAIL; time = v; break;
+        case 2: if (wt != 2) return BAIL; name = sub; break;
+        case 3: if (wt != 2) return BAIL; TRY(key_value(&T->event_attributes, sub, NULL)); break;
         case 4: TRY(uint32_field(wt, v, &dropped)); break;
         default: break;
         }
     }
-    TRY(map_end(&L->scope_attributes));
-    TRY(text(&L->scope_name, name));
-    TRY(text(&L->scope_version, version));
-    TRY(put_i64(&L->scope_dropped, dropped));
-    TRY(text(&L->scope_schema_url, schema_url));
-    while (r.p < r.end) {
-        TRY(next_field(&r, &num, &wt, &v, &sub));
-        if (num == 2) TRY(log_record(L, sub, resource, index));
-    }
-    return OK;
+    TRY(map_end(&T->event_attributes));
+    TRY(put_i64(&T->event_time, (int64_t)(time / 1000)));
+    TRY(text(&T->event_name, name));
+    TRY(put_i64(&T->event_dropped, dropped));
+    return count_item(&T->events);
 }
 
-/* One ResourceLogs: its resource's columns once, then its scopes. */
-static int resource_logs(Logs *L, Rd r) {
-    uint64_t v;
+static int span_link(Traces *T, Rd r) {
+    uint64_t seen = 0, v;
     uint32_t num; int wt;
-    Rd sub, resource, schema_url;
-    TRY(envelope(r, &resource, &schema_url));
-    if (L->resources == INT32_MAX) return BAIL;
-    int32_t index = (int32_t)L->resources++;
-    int64_t dropped = 0, service = -1;
-    uint64_t resource_seen = 0;
-    TRY(map_begin(&L->resource_attributes));
-    while (resource.p && resource.p < resource.end) {
-        TRY(next_field(&resource, &num, &wt, &v, &sub));
+    Rd sub, trace_id = {0}, span_id = {0}, trace_state = {0};
+    int64_t dropped = 0;
+    uint32_t flags = 0;
+    TRY(offsets_open(&T->link_attributes.off));
+    while (r.p < r.end) {
+        TRY(next_field(&r, &num, &wt, &v, &sub));
+        if (num != 4 && num <= 6) TRY(once(&seen, num));
         switch (num) {
-        case 1: if (wt != 2) return BAIL; TRY(key_value(&L->resource_attributes, sub, &service)); break;
-        case 2: TRY(once(&resource_seen, num)); TRY(uint32_field(wt, v, &dropped)); break;
-        case 3: return BAIL;  /* entity refs: rare, left to the reference path */
+        case 1: if (wt != 2) return BAIL; trace_id = sub; break;
+        case 2: if (wt != 2) return BAIL; span_id = sub; break;
+        case 3: if (wt != 2) return BAIL; trace_state = sub; break;
+        case 4: if (wt != 2) return BAIL; TRY(key_value(&T->link_attributes, sub, NULL)); break;
+        case 5: TRY(uint32_field(wt, v, &dropped)); break;
+        case 6: if (wt != 5) return BAIL; flags = (uint32_t)v; break;
         default: break;
         }
     }
-    TRY(map_end(&L->resource_attributes));
-    TRY(put_i64(&L->resource_dropped, dropped));
-    TRY(put_i64(&L->service_entry, service));
-    TRY(text(&L->resource_schema_url, schema_url));
+    TRY(map_end(&T->link_attributes));
+    TRY(hex_id(&T->link_trace_id, trace_id, 16));
+    TRY(hex_id(&T->link_span_id, span_id, 8));
+    TRY(text(&T->link_trace_state, trace_state));
+    TRY(put_i64(&T->link_flags, (int64_t)flags));
+    TRY(put_i64(&T->link_dropped, dropped));
+    return count_item(&T->links);
+}
+
+/* Status: 2 the message, 3 the code (field 1 is reserved). */
+static int span_status(Rd r, Rd *message, int32_t *code) {
+    uint64_t seen = 0, v;
+    uint32_t num; int wt;
+    Rd sub;
     while (r.p < r.end) {
         TRY(next_field(&r, &num, &wt, &v, &sub));
-        if (num == 2) TRY(scope_logs(L, sub, index));
+        if (num == 2 || num == 3) TRY(once(&seen, num));
+        if (num == 2) { if (wt != 2) return BAIL; *message = sub; }
+        else if (num == 3) { if (wt != 0) return BAIL; *code = (int32_t)(uint32_t)v; }
     }
     return OK;
 }
 
-static int logs_request(Logs *L, Rd r) {
-    uint32_t num; int wt; uint64_t v; Rd sub;
+static int span(void *signal, Rd r) {
+    Traces *T = signal;
+    uint64_t seen = 0, v, start = 0, end = 0;
+    uint32_t num; int wt;
+    Rd sub, trace_id = {0}, span_id = {0}, parent = {0}, trace_state = {0}, name = {0}, status = {0};
+    int has_status = 0;
+    int32_t kind = 0, code = 0;
+    uint32_t flags = 0;
+    int64_t dropped = 0, dropped_events = 0, dropped_links = 0;
+    TRY(offsets_open(&T->attributes.off));
+    TRY(offsets_open(&T->event_off));
+    TRY(offsets_open(&T->link_off));
     while (r.p < r.end) {
         TRY(next_field(&r, &num, &wt, &v, &sub));
-        if (num == 1) {
-            if (wt != 2) return BAIL;
-            TRY(resource_logs(L, sub));
+        if (num != 9 && num != 11 && num != 13 && num <= 16) TRY(once(&seen, num));
+        switch (num) {
+        case 1: if (wt != 2) return BAIL; trace_id = sub; break;
+        case 2: if (wt != 2) return BAIL; span_id = sub; break;
+        case 3: if (wt != 2) return BAIL; trace_state = sub; break;
+        case 4: if (wt != 2) return BAIL; parent = sub; break;
+        case 5: if (wt != 2) return BAIL; name = sub; break;
+        case 6: if (wt != 0) return BAIL; kind = (int32_t)(uint32_t)v; break;
+        case 7: if (wt != 1) return BAIL; start = v; break;
+        case 8: if (wt != 1) return BAIL; end = v; break;
+        case 9: if (wt != 2) return BAIL; TRY(key_value(&T->attributes, sub, NULL)); break;
+        case 10: TRY(uint32_field(wt, v, &dropped)); break;
+        case 11: if (wt != 2) return BAIL; TRY(span_event(T, sub)); break;
+        case 12: TRY(uint32_field(wt, v, &dropped_events)); break;
+        case 13: if (wt != 2) return BAIL; TRY(span_link(T, sub)); break;
+        case 14: TRY(uint32_field(wt, v, &dropped_links)); break;
+        case 15: if (wt != 2) return BAIL; status = sub; has_status = 1; break;
+        case 16: if (wt != 5) return BAIL; flags = (uint32_t)v; break;
+        default: break;
         }
     }
-    return OK;
+    Rd message = {0};
+    if (has_status) TRY(span_status(status, &message, &code));
+    TRY(map_end(&T->attributes));
+    TRY(list_end(&T->event_off, T->events));
+    TRY(list_end(&T->link_off, T->links));
+    TRY(put_i64(&T->timestamp, (int64_t)(start / 1000)));
+    TRY(put_i64(&T->end_timestamp, (int64_t)(end / 1000)));
+    TRY(put_i64(&T->duration, (int64_t)(end - start)));  /* nanoseconds; wraps like the reference's uint64 */
+    TRY(put_i32(&T->kind, kind));
+    TRY(put_i32(&T->status_code, code));
+    TRY(put_i64(&T->flags, (int64_t)flags));
+    TRY(put_i64(&T->dropped, dropped));
+    TRY(put_i64(&T->dropped_events, dropped_events));
+    TRY(put_i64(&T->dropped_links, dropped_links));
+    TRY(hex_id(&T->trace_id, trace_id, 16));
+    TRY(hex_id(&T->span_id, span_id, 8));
+    TRY(hex_id(&T->parent_span_id, parent, 8));
+    TRY(text(&T->trace_state, trace_state));
+    TRY(text(&T->name, name));
+    TRY(text(&T->status_message, message));
+    return count_item(&T->spans);
 }
 
 /* ---- Python ---------------------------------------------------------------------------------------------- */
@@ -429,18 +598,39 @@ static void str_free(Str *s) { buf_free(&s->off); buf_free(&s->data); }
 static void val_free(Val *v) { str_free(&v->text); buf_free(&v->double_rows); buf_free(&v->double_values); }
 static void map_free(Map *m) { buf_free(&m->off); str_free(&m->keys); val_free(&m->values); }
 
-static void logs_free(Logs *L) {
-    Buf *bufs[] = {&L->timestamp, &L->observed, &L->severity_number, &L->trace_flags, &L->flags, &L->dropped,
-                   &L->resource, &L->scope, &L->resource_dropped, &L->service_entry, &L->scope_dropped};
+static void levels_free(Levels *L) {
+    Buf *bufs[] = {&L->item_resource, &L->item_scope, &L->resource_dropped, &L->service_entry, &L->scope_dropped};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) buf_free(bufs[i]);
-    Str *strs[] = {&L->trace_id, &L->span_id, &L->severity_text, &L->event_name, &L->resource_schema_url,
-                   &L->scope_name, &L->scope_version, &L->scope_schema_url};
+    Str *strs[] = {&L->resource_schema_url, &L->scope_name, &L->scope_version, &L->scope_schema_url};
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) str_free(strs[i]);
+    map_free(&L->resource_attributes);
+    map_free(&L->scope_attributes);
+}
+
+static void logs_free(Logs *L) {
+    levels_free(&L->levels);
+    Buf *bufs[] = {&L->timestamp, &L->observed, &L->severity_number, &L->trace_flags, &L->flags, &L->dropped};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) buf_free(bufs[i]);
+    Str *strs[] = {&L->trace_id, &L->span_id, &L->severity_text, &L->event_name};
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) str_free(strs[i]);
     val_free(&L->body);
     map_free(&L->attributes);
-    map_free(&L->resource_attributes);
-    map_free(&L->scope_attributes);
     free(L);
+}
+
+static void traces_free(Traces *T) {
+    levels_free(&T->levels);
+    Buf *bufs[] = {&T->timestamp, &T->end_timestamp, &T->duration, &T->kind, &T->status_code, &T->flags,
+                   &T->dropped, &T->dropped_events, &T->dropped_links, &T->event_off, &T->event_time,
+                   &T->event_dropped, &T->link_off, &T->link_flags, &T->link_dropped};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) buf_free(bufs[i]);
+    Str *strs[] = {&T->trace_id, &T->span_id, &T->parent_span_id, &T->trace_state, &T->name, &T->status_message,
+                   &T->event_name, &T->link_trace_id, &T->link_span_id, &T->link_trace_state};
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) str_free(strs[i]);
+    map_free(&T->attributes);
+    map_free(&T->event_attributes);
+    map_free(&T->link_attributes);
+    free(T);
 }
 
 static int set_bytes(PyObject *d, const char *name, const Buf *b) {
@@ -451,12 +641,17 @@ static int set_bytes(PyObject *d, const char *name, const Buf *b) {
     return rc;
 }
 
-/* A string column as two entries: NAME.offsets and NAME.data. Zero strings still need the single 0 offset. */
+/* An offsets buffer; zero lists still need the single 0 offset. */
+static int set_offsets(PyObject *d, const char *name, Buf *b) {
+    if (offsets_open(b) != OK) { PyErr_NoMemory(); return -1; }
+    return set_bytes(d, name, b);
+}
+
+/* A string column as two entries: NAME.offsets and NAME.data. */
 static int set_str(PyObject *d, const char *name, Str *s) {
     char key[96];
-    if (str_open(s) != OK) { PyErr_NoMemory(); return -1; }
     snprintf(key, sizeof key, "%s.offsets", name);
-    if (set_bytes(d, key, &s->off)) return -1;
+    if (set_offsets(d, key, &s->off)) return -1;
     snprintf(key, sizeof key, "%s.data", name);
     return set_bytes(d, key, &s->data);
 }
@@ -472,9 +667,8 @@ static int set_val(PyObject *d, const char *name, Val *v) {
 
 static int set_map(PyObject *d, const char *name, Map *m) {
     char key[96];
-    if (m->off.len == 0 && put_i32(&m->off, 0) != OK) { PyErr_NoMemory(); return -1; }
     snprintf(key, sizeof key, "%s.offsets", name);
-    if (set_bytes(d, key, &m->off)) return -1;
+    if (set_offsets(d, key, &m->off)) return -1;
     snprintf(key, sizeof key, "%s.keys", name);
     if (set_str(d, key, &m->keys)) return -1;
     snprintf(key, sizeof key, "%s.values", name);
@@ -489,18 +683,9 @@ static int set_count(PyObject *d, const char *name, int64_t n) {
     return rc;
 }
 
-static PyObject *logs_dict(Logs *L) {
-    PyObject *d = PyDict_New();
-    if (!d) return NULL;
-    if (set_count(d, "records", L->records) || set_count(d, "resources", L->resources) ||
-        set_count(d, "scopes", L->scopes) ||
-        set_bytes(d, "Timestamp", &L->timestamp) || set_bytes(d, "ObservedTimestamp", &L->observed) ||
-        set_bytes(d, "SeverityNumber", &L->severity_number) || set_bytes(d, "TraceFlags", &L->trace_flags) ||
-        set_bytes(d, "Flags", &L->flags) || set_bytes(d, "DroppedAttributesCount", &L->dropped) ||
-        set_bytes(d, "resource", &L->resource) || set_bytes(d, "scope", &L->scope) ||
-        set_str(d, "TraceId", &L->trace_id) || set_str(d, "SpanId", &L->span_id) ||
-        set_str(d, "SeverityText", &L->severity_text) || set_str(d, "EventName", &L->event_name) ||
-        set_val(d, "Body", &L->body) || set_map(d, "LogAttributes", &L->attributes) ||
+static int set_levels(PyObject *d, Levels *L) {
+    return set_count(d, "resources", L->resources) || set_count(d, "scopes", L->scopes) ||
+        set_bytes(d, "resource", &L->item_resource) || set_bytes(d, "scope", &L->item_scope) ||
         set_map(d, "ResourceAttributes", &L->resource_attributes) ||
         set_str(d, "ResourceSchemaUrl", &L->resource_schema_url) ||
         set_bytes(d, "ResourceDroppedAttributesCount", &L->resource_dropped) ||
@@ -508,36 +693,86 @@ static PyObject *logs_dict(Logs *L) {
         set_str(d, "ScopeName", &L->scope_name) || set_str(d, "ScopeVersion", &L->scope_version) ||
         set_map(d, "ScopeAttributes", &L->scope_attributes) ||
         set_bytes(d, "ScopeDroppedAttributesCount", &L->scope_dropped) ||
-        set_str(d, "ScopeSchemaUrl", &L->scope_schema_url)) {
-        Py_DECREF(d);
-        return NULL;
-    }
-    return d;
+        set_str(d, "ScopeSchemaUrl", &L->scope_schema_url) ? -1 : 0;
 }
 
-static PyObject *decode_logs(PyObject *self, PyObject *arg) {
-    (void)self;
+static int logs_dict(PyObject *d, void *signal) {
+    Logs *L = signal;
+    return set_levels(d, &L->levels) || set_count(d, "items", L->records) ||
+        set_bytes(d, "Timestamp", &L->timestamp) || set_bytes(d, "ObservedTimestamp", &L->observed) ||
+        set_bytes(d, "SeverityNumber", &L->severity_number) || set_bytes(d, "TraceFlags", &L->trace_flags) ||
+        set_bytes(d, "Flags", &L->flags) || set_bytes(d, "DroppedAttributesCount", &L->dropped) ||
+        set_str(d, "TraceId", &L->trace_id) || set_str(d, "SpanId", &L->span_id) ||
+        set_str(d, "SeverityText", &L->severity_text) || set_str(d, "EventName", &L->event_name) ||
+        set_val(d, "Body", &L->body) || set_map(d, "LogAttributes", &L->attributes) ? -1 : 0;
+}
+
+static int traces_dict(PyObject *d, void *signal) {
+    Traces *T = signal;
+    return set_levels(d, &T->levels) || set_count(d, "items", T->spans) ||
+        set_bytes(d, "Timestamp", &T->timestamp) || set_bytes(d, "EndTimestamp", &T->end_timestamp) ||
+        set_bytes(d, "Duration", &T->duration) || set_bytes(d, "SpanKind", &T->kind) ||
+        set_bytes(d, "StatusCode", &T->status_code) || set_bytes(d, "Flags", &T->flags) ||
+        set_bytes(d, "DroppedAttributesCount", &T->dropped) ||
+        set_bytes(d, "DroppedEventsCount", &T->dropped_events) ||
+        set_bytes(d, "DroppedLinksCount", &T->dropped_links) ||
+        set_str(d, "TraceId", &T->trace_id) || set_str(d, "SpanId", &T->span_id) ||
+        set_str(d, "ParentSpanId", &T->parent_span_id) || set_str(d, "TraceState", &T->trace_state) ||
+        set_str(d, "SpanName", &T->name) || set_str(d, "StatusMessage", &T->status_message) ||
+        set_map(d, "SpanAttributes", &T->attributes) ||
+        set_count(d, "events", T->events) || set_offsets(d, "Events.offsets", &T->event_off) ||
+        set_bytes(d, "Events.Timestamp", &T->event_time) || set_str(d, "Events.Name", &T->event_name) ||
+        set_map(d, "Events.Attributes", &T->event_attributes) ||
+        set_bytes(d, "Events.DroppedAttributesCount", &T->event_dropped) ||
+        set_count(d, "links", T->links) || set_offsets(d, "Links.offsets", &T->link_off) ||
+        set_str(d, "Links.TraceId", &T->link_trace_id) || set_str(d, "Links.SpanId", &T->link_span_id) ||
+        set_str(d, "Links.TraceState", &T->link_trace_state) ||
+        set_map(d, "Links.Attributes", &T->link_attributes) || set_bytes(d, "Links.Flags", &T->link_flags) ||
+        set_bytes(d, "Links.DroppedAttributesCount", &T->link_dropped) ? -1 : 0;
+}
+
+/* The walk with the GIL released, then the buffers as a dict; None when the walk gave up. */
+static PyObject *decode(PyObject *arg, size_t size, size_t levels_at, ItemFn item, int (*to_dict)(PyObject *, void *),
+                        void (*release)(void *)) {
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
-    Logs *L = calloc(1, sizeof *L);
-    if (!L) { PyBuffer_Release(&view); return PyErr_NoMemory(); }
+    char *signal = calloc(1, size);
+    if (!signal) { PyBuffer_Release(&view); return PyErr_NoMemory(); }
+    Levels *levels = (Levels *)(signal + levels_at);
     Rd r = {(const uint8_t *)view.buf, (const uint8_t *)view.buf + view.len};
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = logs_request(L, r);
+    rc = request_walk(levels, r, item, signal);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
-    PyObject *out;
-    if (rc == OK) out = logs_dict(L);
-    else if (rc == NOMEM) out = PyErr_NoMemory();
+    PyObject *out = NULL;
+    if (rc == OK) {
+        out = PyDict_New();
+        if (out && to_dict(out, signal)) Py_CLEAR(out);
+    } else if (rc == NOMEM) PyErr_NoMemory();
     else { Py_INCREF(Py_None); out = Py_None; }
-    logs_free(L);
+    release(signal);
     return out;
+}
+
+static void release_logs(void *signal) { logs_free(signal); }
+static void release_traces(void *signal) { traces_free(signal); }
+
+static PyObject *decode_logs(PyObject *self, PyObject *arg) {
+    (void)self;
+    return decode(arg, sizeof(Logs), offsetof(Logs, levels), log_record, logs_dict, release_logs);
+}
+
+static PyObject *decode_traces(PyObject *self, PyObject *arg) {
+    (void)self;
+    return decode(arg, sizeof(Traces), offsetof(Traces, levels), span, traces_dict, release_traces);
 }
 
 static PyMethodDef methods[] = {
     {"decode_logs", decode_logs, METH_O,
      "ExportLogsServiceRequest bytes -> a dict of column buffers, or None to leave the request to ptars."},
+    {"decode_traces", decode_traces, METH_O,
+     "ExportTraceServiceRequest bytes -> a dict of column buffers, or None to leave the request to ptars."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from otlp2parquet.convert import _fast
 from otlp2parquet.convert._arrays import (
     attributes,
     enum_names,
@@ -17,14 +18,10 @@ from otlp2parquet.convert._arrays import (
 from otlp2parquet.convert._arrays import field as member
 from otlp2parquet.convert._common import ConversionResult, DecodedMemory, build_batch, resource_scope_columns, unnest
 from otlp2parquet.convert._decode import decode
+from otlp2parquet.convert._fast import EVENTS_TYPE, LINKS_TYPE, SPAN_KINDS, STATUS_CODES, TRACES
 from otlp2parquet.convert._validate import Validation
-from otlp2parquet.schemas import arrow_schema
 
-SCHEMA = arrow_schema("traces")
-EVENTS_TYPE = SCHEMA.field("Events").type
-LINKS_TYPE = SCHEMA.field("Links").type
-SPAN_KINDS = ["Unspecified", "Internal", "Server", "Client", "Producer", "Consumer"]
-STATUS_CODES = ["Unset", "Ok", "Error"]
+SCHEMA = TRACES
 
 
 def _events(spans: pa.Array) -> pa.Array:
@@ -49,6 +46,10 @@ def _links(spans: pa.Array) -> pa.Array:
 
 
 def convert_traces(data: bytes) -> ConversionResult:
+    if _fast.enabled():
+        fast = _fast.convert_traces(data)  # the GIL released; None for anything it leaves to the code below
+        if fast is not None:
+            return fast
     request, repaired = decode("traces", data)
     nesting = unnest(request, "resource_spans", "scope_spans", "spans")
     check = Validation(len(nesting.items), "span")
