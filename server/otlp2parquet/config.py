@@ -79,7 +79,7 @@ class ServerSettings(_Section):
     convert_processes: int = Field(0, ge=-1, description="worker processes that decode and convert requests, "
                                    "since decoding holds the GIL; 0: in the server process; -1: one per usable CPU "
                                    "(at most 4) when there are two or more")
-    native_decode: bool = Field(True, description="convert well-formed logs and traces requests in native code, "
+    native_decode: bool = Field(True, description="convert well-formed requests of every signal in native code, "
                                 "which lets the GIL go; false: ptars for every request")
     memory_limit_bytes: int = Field(416 * MiB, ge=0, description="process RSS soft limit: above it, freed memory "
                                     "goes back to the OS at once and exports are refused (UNAVAILABLE) until RSS "

@@ -1,13 +1,16 @@
-"""The native logs and traces paths give exactly the reference converter's answer, or leave the request to it.
+"""The native logs, traces and metrics paths give exactly the reference converter's answer, or leave the request
+to it.
 
-Each property converts the same bytes both ways: `_fast.convert_logs` or `_fast.convert_traces` (C, GIL
-released) and `convert_logs` or `convert_traces` with the native path switched off (ptars). Whenever the C code
+Each property converts the same bytes both ways: `_fast.convert_<signal>` (C, GIL released) and
+`convert_<signal>` with the native path switched off (ptars). Whenever the C code
 returns a result it must equal the reference result column for column; where it gives up (None), the converter
 must still answer as the reference does.
 """
 
 from __future__ import annotations
 
+import math
+import struct
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -17,14 +20,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
+from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from bench.workload import requests
-from otlp2parquet.convert import _fast, _fastpb, convert_logs, convert_traces, enable_native
+from otlp2parquet.convert import _fast, _fastpb, convert_logs, convert_metrics, convert_traces, enable_native
 from otlp2parquet.errors import ConversionError
 from tests.otlp import any_value, kv
 
@@ -41,6 +46,11 @@ ATTRIBUTES = st.lists(st.tuples(st.one_of(TEXT, st.just("service.name")), SCALAR
 TRACE_IDS = st.sampled_from([b"", bytes(16), bytes(range(1, 17))])
 SPAN_IDS = st.sampled_from([b"", bytes(8), bytes(range(1, 9))])
 ENUMS = st.integers(-(2**31), 2**31 - 1) | st.integers(-2, 8)  # known values, unknown ones, negative ones
+DOUBLES = st.floats(allow_nan=True, allow_infinity=True)
+INT32 = st.integers(-(2**31), 2**31 - 1)
+
+
+SINGULAR = {"logs": "logs", "traces": "spans", "metrics": "metrics"}
 
 
 def _kvs(pairs: list[tuple[str, object]]) -> list[common_pb2.KeyValue]:
@@ -79,25 +89,99 @@ def spans(draw: st.DrawFn) -> trace_pb2.Span:
     return span
 
 
+def _exemplars(draw: st.DrawFn) -> list[metrics_pb2.Exemplar]:
+    exemplars = []
+    for _ in range(draw(st.integers(0, 2))):
+        ex = metrics_pb2.Exemplar(filtered_attributes=_kvs(draw(ATTRIBUTES)), time_unix_nano=draw(UINT64),
+                                  span_id=draw(SPAN_IDS), trace_id=draw(TRACE_IDS))
+        value = draw(st.one_of(st.none(), DOUBLES, INT64))
+        if isinstance(value, float):
+            ex.as_double = value
+        elif value is not None:
+            ex.as_int = value
+        exemplars.append(ex)
+    return exemplars
+
+
+def _point_common(draw: st.DrawFn) -> dict:
+    return {"attributes": _kvs(draw(ATTRIBUTES)), "start_time_unix_nano": draw(UINT64),
+            "time_unix_nano": draw(UINT64), "flags": draw(UINT32)}
+
+
+def _optional(draw: st.DrawFn, point: object, *names: str) -> None:
+    for name in names:
+        if draw(st.booleans()):
+            setattr(point, name, draw(DOUBLES))
+
+
 @st.composite
-def _requests(draw: st.DrawFn, signal: str) -> ExportLogsServiceRequest | ExportTraceServiceRequest:
+def metric(draw: st.DrawFn) -> metrics_pb2.Metric:
+    """One metric of any type (or none), with 0-3 points covering every field and the optional ones unset."""
+    m = metrics_pb2.Metric(name=draw(TEXT), description=draw(TEXT), unit=draw(TEXT),
+                           metadata=_kvs(draw(ATTRIBUTES)))
+    kind = draw(st.sampled_from(["none", "gauge", "sum", "histogram", "exponential_histogram", "summary"]))
+    points = range(draw(st.integers(0, 3)))
+    if kind in ("gauge", "sum"):
+        data = getattr(m, kind)
+        for _ in points:
+            p = data.data_points.add(exemplars=_exemplars(draw), **_point_common(draw))
+            value = draw(st.one_of(st.none(), DOUBLES, INT64))
+            if isinstance(value, float):
+                p.as_double = value
+            elif value is not None:
+                p.as_int = value
+        if kind == "sum":
+            m.sum.aggregation_temporality, m.sum.is_monotonic = draw(ENUMS), draw(st.booleans())
+        else:
+            m.gauge.SetInParent()
+    elif kind == "histogram":
+        m.histogram.aggregation_temporality = draw(ENUMS)
+        for _ in points:
+            p = m.histogram.data_points.add(
+                exemplars=_exemplars(draw), count=draw(UINT64), bucket_counts=draw(st.lists(UINT64, max_size=4)),
+                explicit_bounds=draw(st.lists(DOUBLES, max_size=3)), **_point_common(draw))
+            _optional(draw, p, "sum", "min", "max")
+    elif kind == "exponential_histogram":
+        m.exponential_histogram.aggregation_temporality = draw(ENUMS)
+        for _ in points:
+            p = m.exponential_histogram.data_points.add(
+                exemplars=_exemplars(draw), count=draw(UINT64), scale=draw(INT32), zero_count=draw(UINT64),
+                zero_threshold=draw(DOUBLES), **_point_common(draw))
+            _optional(draw, p, "sum", "min", "max")
+            for side in ("positive", "negative"):
+                if draw(st.booleans()):
+                    getattr(p, side).offset = draw(INT32)
+                    getattr(p, side).bucket_counts.extend(draw(st.lists(UINT64, max_size=4)))
+    elif kind == "summary":
+        for _ in points:
+            p = m.summary.data_points.add(count=draw(UINT64), sum=draw(DOUBLES), **_point_common(draw))
+            for _ in range(draw(st.integers(0, 3))):
+                p.quantile_values.add(quantile=draw(DOUBLES), value=draw(DOUBLES))
+    return m
+
+
+@st.composite
+def _requests(draw: st.DrawFn, signal: str) -> object:
     """Up to three resources of up to three scopes of up to four items, with and without resources and scopes."""
-    req = ExportLogsServiceRequest() if signal == "logs" else ExportTraceServiceRequest()
+    req = {"logs": ExportLogsServiceRequest, "traces": ExportTraceServiceRequest,
+           "metrics": ExportMetricsServiceRequest}[signal]()
     for _ in range(draw(st.integers(0, 3))):
-        rl = (req.resource_logs if signal == "logs" else req.resource_spans).add(schema_url=draw(TEXT))
+        rl = getattr(req, f"resource_{SINGULAR[signal]}").add(schema_url=draw(TEXT))
         if draw(st.booleans()):
             rl.resource.CopyFrom(resource_pb2.Resource(attributes=_kvs(draw(ATTRIBUTES)),
                                                        dropped_attributes_count=draw(UINT32)))
         for _ in range(draw(st.integers(0, 3))):
-            sl = (rl.scope_logs if signal == "logs" else rl.scope_spans).add(schema_url=draw(TEXT))
+            sl = getattr(rl, f"scope_{SINGULAR[signal]}").add(schema_url=draw(TEXT))
             if draw(st.booleans()):
                 sl.scope.CopyFrom(common_pb2.InstrumentationScope(
                     name=draw(TEXT), version=draw(TEXT), attributes=_kvs(draw(ATTRIBUTES)),
                     dropped_attributes_count=draw(UINT32)))
             if signal == "logs":
                 sl.log_records.extend(draw(st.lists(log_records(), max_size=4)))
-            else:
+            elif signal == "traces":
                 sl.spans.extend(draw(st.lists(spans(), max_size=4)))
+            else:
+                sl.metrics.extend(draw(st.lists(metric(), max_size=4)))
     return req
 
 
@@ -110,9 +194,10 @@ def native(on: bool) -> Iterator[None]:
         enable_native(True)
 
 
-FAST = {"logs": _fast.convert_logs, "traces": _fast.convert_traces}
-CONVERT = {"logs": convert_logs, "traces": convert_traces}
-SCHEMAS = {"logs": _fast.LOGS, "traces": _fast.TRACES}
+FAST = {"logs": _fast.convert_logs, "traces": _fast.convert_traces, "metrics": _fast.convert_metrics}
+CONVERT = {"logs": convert_logs, "traces": convert_traces, "metrics": convert_metrics}
+SCHEMAS = {"logs": _fast.LOGS, "traces": _fast.TRACES,
+           **{f"metrics_{kind}": schema for kind, schema in _fast.METRICS.items()}}
 
 
 def reference(signal: str, data: bytes) -> object:
@@ -121,8 +206,21 @@ def reference(signal: str, data: bytes) -> object:
         return _view_or_error(signal, data)
 
 
+def _comparable(value: object) -> object:
+    """NaN made equal to NaN (metrics carry doubles), recursively through lists, structs and maps."""
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, list):
+        return [_comparable(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_comparable(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items()}
+    return value
+
+
 def _view(result) -> tuple:
-    batches = {t: b.to_pydict() for t, b in result.batches.items()}  # NaN-free: every column is text or a number
+    batches = {t: _comparable(b.to_pydict()) for t, b in result.batches.items()}
     return batches, result.accepted, result.rejected, dict(result.reasons), result.warnings
 
 
@@ -136,7 +234,7 @@ def _check(data: bytes, signal: str = "logs") -> bool:
     assert _view(fast) == expected
     for table, batch in fast.batches.items():
         batch.validate(full=True)
-        assert batch.schema == SCHEMAS[signal], table
+        assert batch.schema == SCHEMAS[table], table
     return True
 
 
@@ -159,7 +257,13 @@ def test_well_formed_traces_convert_natively_and_exactly_as_the_reference(req: E
     assert _check(req.SerializeToString(), "traces")
 
 
-@pytest.mark.parametrize("signal", ["logs", "traces"])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_requests("metrics"))
+def test_well_formed_metrics_convert_natively_and_exactly_as_the_reference(req: ExportMetricsServiceRequest) -> None:
+    assert _check(req.SerializeToString(), "metrics")
+
+
+@pytest.mark.parametrize("signal", ["logs", "traces", "metrics"])
 def test_the_benchmark_workload_converts_natively_and_exactly_as_the_reference(signal: str) -> None:
     for data in requests(signal, 1000, 3):
         assert _check(data, signal)
@@ -202,6 +306,46 @@ def test_what_the_native_traces_path_leaves_alone_is_answered_by_the_reference(
     assert not _check(req.SerializeToString(), "traces"), why
 
 
+def _field(number: int, body: bytes) -> bytes:
+    """A length-delimited field (short bodies only)."""
+    assert len(body) < 128
+    return bytes([number << 3 | 2, len(body)]) + body
+
+
+def _metrics_request(metric_bytes: bytes) -> bytes:
+    return _field(1, _field(2, _field(2, metric_bytes)))
+
+
+def _histogram_metric(point: metrics_pb2.HistogramDataPoint) -> bytes:
+    return metrics_pb2.Metric(name="h", histogram=metrics_pb2.Histogram(data_points=[point])).SerializeToString()
+
+
+@pytest.mark.parametrize("why,data", [
+    ("a 3-byte exemplar span id", _metrics_request(_histogram_metric(metrics_pb2.HistogramDataPoint(
+        exemplars=[metrics_pb2.Exemplar(span_id=b"abc")])))),
+    ("an array point attribute", _metrics_request(metrics_pb2.Metric(gauge=metrics_pb2.Gauge(data_points=[
+        metrics_pb2.NumberDataPoint(attributes=[kv("k", [1])])])).SerializeToString())),
+    ("a gauge and a sum in one metric (protobuf keeps the last)", _metrics_request(
+        metrics_pb2.Metric(gauge=metrics_pb2.Gauge(data_points=[metrics_pb2.NumberDataPoint(as_int=1)]))
+        .SerializeToString() + metrics_pb2.Metric(sum=metrics_pb2.Sum(data_points=[metrics_pb2.NumberDataPoint(
+            as_int=2)])).SerializeToString())),
+    ("a point with as_double and as_int (protobuf keeps the last)", _metrics_request(_field(5, _field(
+        1, metrics_pb2.NumberDataPoint(as_double=1.5).SerializeToString()
+        + metrics_pb2.NumberDataPoint(as_int=3).SerializeToString())))),
+])
+def test_what_the_native_metrics_path_leaves_alone_is_answered_by_the_reference(why: str, data: bytes) -> None:
+    assert not _check(data, "metrics"), why
+
+
+def test_unpacked_bucket_counts_and_bounds_convert_natively_as_the_reference_reads_them() -> None:
+    """proto3 writers pack repeated numbers, but a parser must accept them one field each too."""
+    point = b"".join(b"\x31" + struct.pack("<Q", n) for n in (5, 7)) + b"\x39" + struct.pack("<d", 2.5)
+    data = _metrics_request(metrics_pb2.Metric(name="h").SerializeToString() + _field(9, _field(1, point)))
+    assert _check(data, "metrics")
+    row = convert_metrics(data).batches["metrics_histogram"].to_pylist()[0]
+    assert (row["BucketCounts"], row["ExplicitBounds"]) == ([5, 7], [2.5])
+
+
 def test_a_status_sent_twice_is_left_to_the_reference() -> None:
     """protobuf merges the two (code from one, message from the other); the C code does not try."""
     span = trace_pb2.Span(name="s", status=trace_pb2.Status(code=2)).SerializeToString() + trace_pb2.Span(
@@ -233,7 +377,7 @@ def test_a_repeated_singular_field_is_left_to_the_reference() -> None:
     assert not _check(data)
 
 
-@pytest.mark.parametrize("signal", ["logs", "traces"])
+@pytest.mark.parametrize("signal", ["logs", "traces", "metrics"])
 @settings(max_examples=400, deadline=None)
 @given(data=st.data())
 def test_damaged_bytes_never_crash_and_never_disagree(signal: str, data: st.DataObject) -> None:
@@ -285,6 +429,7 @@ def _ran_alongside(call: Callable[[], object]) -> bool:
 def test_the_gil_is_released_while_the_c_code_walks_a_request() -> None:
     """Python work of about the same length, which holds the GIL, is the control."""
     logs, traces = b"".join(requests("logs", 8192, 4)), b"".join(requests("traces", 8192, 4))
+    metrics = b"".join(requests("metrics", 8192, 4))
 
     def python_work() -> None:
         total = 0
@@ -293,4 +438,5 @@ def test_the_gil_is_released_while_the_c_code_walks_a_request() -> None:
 
     assert _ran_alongside(lambda: _fastpb.decode_logs(logs))
     assert _ran_alongside(lambda: _fastpb.decode_traces(traces))
+    assert _ran_alongside(lambda: _fastpb.decode_metrics(metrics))
     assert not _ran_alongside(python_work)

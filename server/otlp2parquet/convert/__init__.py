@@ -1,7 +1,7 @@
 """OTLP request bytes -> Arrow record batches, one per table. Pure functions, no I/O.
 
-Each converter decodes the request once, natively (logs and traces in our own C where the request is plainly
-well-formed, everything else via ptars), flattens it column-wise, rejects records that break the OTLP rules
+Each converter decodes the request once, natively (in our own C where the request is plainly well-formed,
+otherwise via ptars), flattens it column-wise, rejects records that break the OTLP rules
 (counted with reasons, for `partial_success`) and raises `ConversionError` for bytes that are not an OTLP
 message at all.
 `join` makes one request of several, so that a busy receiver converts them in one call: per-call costs are half

@@ -84,9 +84,14 @@ class Levels:
     per_scope: dict[str, pa.Array]
 
     def repeat(self, item_resource: pa.Array, item_scope: pa.Array) -> dict[str, pa.Array]:
-        columns = {name: col.take(item_resource) for name, col in self.per_resource.items()}
-        columns.update({name: col.take(item_scope) for name, col in self.per_scope.items()})
-        return columns
+        return {**take_all(self.per_resource, item_resource), **take_all(self.per_scope, item_scope)}
+
+
+def take_all(columns: dict[str, pa.Array], index: pa.Array) -> dict[str, pa.Array]:
+    """Each column's rows at `index`, in one take over them all: a take per column costs tens of microseconds
+    of call overhead, which for small requests outweighs the copying."""
+    batch = pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns))
+    return dict(zip(columns, batch.take(index).columns, strict=True))
 
 
 def levels(n: Nesting, scope_dropped_name: str) -> Levels:

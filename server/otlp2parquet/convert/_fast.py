@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 
 from otlp2parquet.convert import _fastpb
 from otlp2parquet.convert._arrays import MAP_TYPE, TIMESTAMP_TYPE, enum_names
-from otlp2parquet.convert._common import _ENTITY_REFS_TYPE, ConversionResult, Levels
+from otlp2parquet.convert._common import _ENTITY_REFS_TYPE, ConversionResult, Levels, take_all
 from otlp2parquet.convert._values import _doubles_text
 from otlp2parquet.schemas import arrow_schema
 
@@ -23,6 +23,12 @@ EVENTS_TYPE = TRACES.field("Events").type
 LINKS_TYPE = TRACES.field("Links").type
 SPAN_KINDS = ["Unspecified", "Internal", "Server", "Client", "Producer", "Consumer"]
 STATUS_CODES = ["Unset", "Ok", "Error"]
+METRIC_TYPES = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
+METRICS = {kind: arrow_schema(f"metrics_{kind}") for kind in METRIC_TYPES}
+EXEMPLARS_TYPE = METRICS["gauge"].field("Exemplars").type
+QUANTILES_TYPE = METRICS["summary"].field("ValueAtQuantiles").type
+LONG_LIST = METRICS["histogram"].field("BucketCounts").type
+DOUBLE_LIST = METRICS["histogram"].field("ExplicitBounds").type
 _enabled = True
 
 
@@ -76,11 +82,11 @@ def _list(raw: dict, name: str, n: int, list_type: pa.ListType, fields: dict[str
     return pa.ListArray.from_arrays(_fixed(raw, f"{name}.offsets", n + 1, pa.int32()), items, type=list_type)
 
 
-def _levels(raw: dict) -> dict[str, pa.Array]:
-    """The resource and scope columns, repeated for each item."""
-    resources, scopes, items = raw["resources"], raw["scopes"], raw["items"]
+def _level_columns(raw: dict, scope_dropped_name: str = "ScopeDroppedAttributesCount") -> Levels:
+    """The resource and scope columns, one row per resource and per scope."""
+    resources, scopes = raw["resources"], raw["scopes"]
     resource_attributes = _map(raw, "ResourceAttributes", resources)
-    levels = Levels(
+    return Levels(
         per_resource={
             "ResourceAttributes": resource_attributes,
             "ServiceName": _service_names(raw, resource_attributes),
@@ -92,10 +98,30 @@ def _levels(raw: dict) -> dict[str, pa.Array]:
             "ScopeName": _strings(raw, "ScopeName", scopes),
             "ScopeVersion": _strings(raw, "ScopeVersion", scopes),
             "ScopeAttributes": _map(raw, "ScopeAttributes", scopes),
-            "ScopeDroppedAttributesCount": _fixed(raw, "ScopeDroppedAttributesCount", scopes, pa.int64()),
+            scope_dropped_name: _fixed(raw, "ScopeDroppedAttributesCount", scopes, pa.int64()),
             "ScopeSchemaUrl": _strings(raw, "ScopeSchemaUrl", scopes),
         })
-    return levels.repeat(_fixed(raw, "resource", items, pa.int32()), _fixed(raw, "scope", items, pa.int32()))
+
+
+def _levels(raw: dict) -> dict[str, pa.Array]:
+    """The resource and scope columns, repeated for each item."""
+    items = raw["items"]
+    return _level_columns(raw).repeat(_fixed(raw, "resource", items, pa.int32()),
+                                      _fixed(raw, "scope", items, pa.int32()))
+
+
+def _nullable(raw: dict, name: str, n: int, dtype: type) -> pa.Array:
+    """A column whose rows may be absent (an optional field, an unset oneof): the values and a validity byte each."""
+    values = np.frombuffer(raw[name], dtype=dtype, count=n)
+    valid = np.frombuffer(raw[f"{name}.valid"], dtype=np.bool_, count=n)
+    return pa.array(values, mask=None if valid.all() else ~valid)
+
+
+def _numbers(raw: dict, name: str, list_type: pa.ListType, n: int, dtype: type) -> pa.ListArray:
+    """Bucket counts or explicit bounds: a list of numbers per point."""
+    offsets = np.frombuffer(raw[f"{name}.offsets"], dtype=np.int32, count=n + 1)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.frombuffer(raw[name], dtype=dtype)),
+                                    type=list_type)
 
 
 def _result(table: str, schema: pa.Schema, items: int, columns: dict[str, pa.Array]) -> ConversionResult:
@@ -172,3 +198,90 @@ def convert_traces(data: bytes) -> ConversionResult | None:
         "DroppedLinksCount": _fixed(raw, "DroppedLinksCount", spans, pa.int64()),
     })
     return _result("traces", TRACES, spans, columns)
+
+
+def _points(raw: dict, kind: str, n: int) -> dict[str, pa.Array]:
+    """The point-level columns of one metric type, as `metrics.convert_metrics` builds them."""
+    p = f"{kind}."
+    columns = {
+        "Attributes": _map(raw, p + "Attributes", n),
+        "StartTimeUnix": _fixed(raw, p + "StartTimeUnix", n, TIMESTAMP_TYPE),
+        "TimeUnix": _fixed(raw, p + "TimeUnix", n, TIMESTAMP_TYPE),
+        "Flags": _fixed(raw, p + "Flags", n, pa.int64()),
+    }
+    if kind != "summary":
+        exemplars = raw[p + "exemplars"]
+        columns["Exemplars"] = _list(raw, p + "Exemplars", n, EXEMPLARS_TYPE, {
+            "FilteredAttributes": _map(raw, p + "Exemplars.FilteredAttributes", exemplars),
+            "TimeUnix": _fixed(raw, p + "Exemplars.TimeUnix", exemplars, TIMESTAMP_TYPE),
+            "Value": _fixed(raw, p + "Exemplars.Value", exemplars, pa.float64()),
+            "IntValue": _nullable(raw, p + "Exemplars.IntValue", exemplars, np.int64),
+            "SpanId": _strings(raw, p + "Exemplars.SpanId", exemplars),
+            "TraceId": _strings(raw, p + "Exemplars.TraceId", exemplars),
+        })
+    if kind in ("gauge", "sum"):
+        columns["Value"] = _nullable(raw, p + "Value", n, np.float64)
+        columns["IntValue"] = _nullable(raw, p + "IntValue", n, np.int64)
+    if kind in ("histogram", "exponential_histogram", "summary"):
+        columns["Count"] = _fixed(raw, p + "Count", n, pa.int64())
+        columns["Sum"] = _fixed(raw, p + "Sum", n, pa.float64()) if kind == "summary" else _nullable(
+            raw, p + "Sum", n, np.float64)
+    if kind in ("histogram", "exponential_histogram"):
+        columns["Min"] = _nullable(raw, p + "Min", n, np.float64)
+        columns["Max"] = _nullable(raw, p + "Max", n, np.float64)
+    if kind == "histogram":
+        columns["BucketCounts"] = _numbers(raw, p + "BucketCounts", LONG_LIST, n, np.int64)
+        columns["ExplicitBounds"] = _numbers(raw, p + "ExplicitBounds", DOUBLE_LIST, n, np.float64)
+    if kind == "exponential_histogram":
+        columns.update({
+            "Scale": _fixed(raw, p + "Scale", n, pa.int32()),
+            "ZeroCount": _fixed(raw, p + "ZeroCount", n, pa.int64()),
+            "ZeroThreshold": _fixed(raw, p + "ZeroThreshold", n, pa.float64()),
+            "PositiveOffset": _fixed(raw, p + "PositiveOffset", n, pa.int32()),
+            "PositiveBucketCounts": _numbers(raw, p + "PositiveBucketCounts", LONG_LIST, n, np.int64),
+            "NegativeOffset": _fixed(raw, p + "NegativeOffset", n, pa.int32()),
+            "NegativeBucketCounts": _numbers(raw, p + "NegativeBucketCounts", LONG_LIST, n, np.int64),
+        })
+    if kind == "summary":
+        quantiles = int(np.frombuffer(raw[p + "ValueAtQuantiles.offsets"], dtype=np.int32)[-1])
+        columns["ValueAtQuantiles"] = _list(raw, p + "ValueAtQuantiles", n, QUANTILES_TYPE, {
+            "Quantile": _fixed(raw, p + "ValueAtQuantiles.Quantile", quantiles, pa.float64()),
+            "Value": _fixed(raw, p + "ValueAtQuantiles.Value", quantiles, pa.float64()),
+        })
+    return columns
+
+
+def convert_metrics(data: bytes) -> ConversionResult | None:
+    """The `metrics_*` batches for a plainly well-formed request, or None to leave it to the reference converter."""
+    raw = _fastpb.decode_metrics(data)
+    if raw is None:
+        return None
+    result = ConversionResult()
+    metrics = raw["items"]
+    if not any(raw[f"{kind}.n"] for kind in METRIC_TYPES):
+        return result
+    levels = _level_columns(raw, "ScopeDroppedAttrCount")
+    metric_resource = np.frombuffer(raw["resource"], dtype=np.int32, count=metrics)
+    metric_scope = np.frombuffer(raw["scope"], dtype=np.int32, count=metrics)
+    per_metric = {
+        "MetricName": _strings(raw, "MetricName", metrics),
+        "MetricDescription": _strings(raw, "MetricDescription", metrics),
+        "MetricUnit": _strings(raw, "MetricUnit", metrics),
+        "MetricMetadata": _map(raw, "MetricMetadata", metrics),
+        "AggregationTemporality": _fixed(raw, "AggregationTemporality", metrics, pa.int32()),
+        "IsMonotonic": pa.array(np.frombuffer(raw["IsMonotonic"], dtype=np.bool_, count=metrics)),
+    }
+    for kind in METRIC_TYPES:
+        n = raw[f"{kind}.n"]
+        if not n:
+            continue
+        result.accepted += n
+        point_metric = np.frombuffer(raw[f"{kind}.metric"], dtype=np.int32, count=n)
+        columns = levels.repeat(pa.array(metric_resource[point_metric]), pa.array(metric_scope[point_metric]))
+        taken = pa.array(point_metric)
+        columns.update(take_all(per_metric, taken))
+        columns.update(_points(raw, kind, n))
+        schema = METRICS[kind]
+        result.batches[f"metrics_{kind}"] = pa.RecordBatch.from_arrays([columns[f.name] for f in schema],
+                                                                       schema=schema)
+    return result

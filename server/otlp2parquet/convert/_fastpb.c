@@ -1,10 +1,10 @@
-/* A native fast path for well-formed OTLP logs and traces requests: protobuf bytes -> the `logs` or `traces`
- * table's column buffers, with the GIL released for the whole walk, so another thread (a flush, another
- * conversion) runs meanwhile.
+/* A native fast path for well-formed OTLP logs, traces and metrics requests: protobuf bytes -> their tables'
+ * column buffers, with the GIL released for the whole walk, so another thread (a flush, another conversion)
+ * runs meanwhile.
  *
- * It handles only what a Collector sends every day: every field of the logs and traces data models, attribute
+ * It handles only what a Collector sends every day: every field of the three data models, attribute
  * values that are strings, bools, ints, doubles or bytes. Anything else (an array or kvlist value, entity refs, a
- * bad id length, invalid UTF-8, a field repeated where one is expected, malformed bytes) makes it give up and
+ * bad id length, invalid UTF-8, a field or oneof repeated where one is expected, malformed bytes) makes it give up and
  * return None; the Python converter (ptars) then handles the request and gives the answer it always gave. So
  * this file never decides what is valid, it only recognises what is plainly so.
  *
@@ -15,6 +15,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -591,6 +592,399 @@ static int span(void *signal, Rd r) {
     return count_item(&T->spans);
 }
 
+/* ---- metrics --------------------------------------------------------------------------------------------- */
+
+/* The five metric types' data points, one table each. One struct serves every type; a type leaves the columns
+ * it does not have empty. Each point records its metric, whose columns (name, unit, ...) are written once. */
+enum { GAUGE, SUM, HISTOGRAM, EXPONENTIAL_HISTOGRAM, SUMMARY, KINDS };
+
+typedef struct {
+    int64_t n;
+    Buf metric, start, time, flags;
+    Map attributes;
+    /* exemplars, with each point's first exemplar in ex_off */
+    Buf ex_off, ex_time, ex_value, ex_int, ex_int_valid;
+    Map ex_attributes;
+    Str ex_span_id, ex_trace_id;
+    int64_t exemplars;
+    /* gauge and sum: the value as a double, and the integer when the point holds one */
+    Buf value, value_valid, int_value, int_valid;
+    /* histograms and summaries; sum, min and max are optional in histograms */
+    Buf count, sum, sum_valid, min, min_valid, max, max_valid;
+    /* histogram: bucket counts and explicit bounds, each a list per point */
+    Buf counts_off, counts, bounds_off, bounds;
+    /* exponential histogram */
+    Buf scale, zero_count, zero_threshold, pos_offset, pos_off, pos_counts, neg_offset, neg_off, neg_counts;
+    int64_t pos_n, neg_n;
+    /* summary: (quantile, value) pairs, a list per point */
+    Buf q_off, q_quantile, q_value;
+    int64_t quantiles, counts_n, bounds_n;
+} Points;
+
+typedef struct {
+    Levels levels;
+    Str name, description, unit;
+    Map metadata;
+    Buf temporality, monotonic;
+    int64_t metrics;
+    Points kinds[KINDS];
+} Metrics;
+
+static int put_f64(Buf *b, double v) { return put(b, &v, 8); }
+static int put_u8(Buf *b, uint8_t v) { return put(b, &v, 1); }
+
+static double as_double(uint64_t bits) {
+    double d;
+    memcpy(&d, &bits, 8);
+    return d;
+}
+
+static int32_t zigzag32(uint64_t v) {  /* sint32: protobuf reads 32 bits, then undoes the zigzag */
+    uint32_t u = (uint32_t)v;
+    return (int32_t)((u >> 1) ^ (~(u & 1) + 1));
+}
+
+/* A repeated fixed64 or double, packed (one length-delimited run) or not (one 8-byte field each). */
+static int fixed64s(Buf *out, int64_t *n, int wt, uint64_t v, Rd sub) {
+    if (wt == 1) { (*n)++; return put(out, &v, 8); }
+    if (wt != 2 || (sub.end - sub.p) % 8) return BAIL;
+    *n += (sub.end - sub.p) / 8;
+    return put(out, sub.p, (size_t)(sub.end - sub.p));
+}
+
+/* A repeated uint64, packed or not; stored as int64 (values above 2^63 wrap, as in the reference). */
+static int varints(Buf *out, int64_t *n, int wt, uint64_t v, Rd sub) {
+    if (wt == 0) { (*n)++; return put_i64(out, (int64_t)v); }
+    if (wt != 2) return BAIL;
+    while (sub.p < sub.end) {
+        TRY(varint(&sub, &v));
+        TRY(put_i64(out, (int64_t)v));
+        (*n)++;
+    }
+    return OK;
+}
+
+/* An exemplar's value is a oneof: a second one (of either kind) is left to protobuf's rules, in ptars. */
+#define VALUE_ONEOF 40
+
+static int exemplar(Points *P, Rd r) {
+    uint64_t seen = 0, v, time = 0, double_bits = 0, int_bits = 0;
+    uint32_t num; int wt;
+    Rd sub, span_id = {0}, trace_id = {0};
+    int has_double = 0, has_int = 0;
+    TRY(offsets_open(&P->ex_attributes.off));
+    while (r.p < r.end) {
+        TRY(next_field(&r, &num, &wt, &v, &sub));
+        if (num >= 2 && num <= 6) TRY(once(&seen, num == 3 || num == 6 ? VALUE_ONEOF : num));
+        switch (num) {
+        case 7: if (wt != 2) return BAIL; TRY(key_value(&P->ex_attributes, sub, NULL)); break;
+        case 2: if (wt != 1) return BAIL; time = v; break;
+        case 3: if (wt != 1) return BAIL; double_bits = v; has_double = 1; break;
+        case 6: if (wt != 1) return BAIL; int_bits = v; has_int = 1; break;
+        case 4: if (wt != 2) return BAIL; span_id = sub; break;
+        case 5: if (wt != 2) return BAIL; trace_id = sub; break;
+        default: break;
+        }
+    }
+    TRY(map_end(&P->ex_attributes));
+    TRY(put_i64(&P->ex_time, (int64_t)(time / 1000)));
+    /* Value: the double, else the integer as a double, else NaN; IntValue: the integer or null. */
+    double value = has_double ? as_double(double_bits) : has_int ? (double)(int64_t)int_bits : NAN;
+    TRY(put_f64(&P->ex_value, value));
+    TRY(put_i64(&P->ex_int, (int64_t)int_bits));
+    TRY(put_u8(&P->ex_int_valid, (uint8_t)has_int));
+    TRY(hex_id(&P->ex_span_id, span_id, 8));
+    TRY(hex_id(&P->ex_trace_id, trace_id, 16));
+    return count_item(&P->exemplars);
+}
+
+/* What a point of any type has: its metric, times, flags, attributes and exemplars (by type-specific field
+ * numbers), opened before its fields are read and closed after. */
+typedef struct { uint32_t attributes, exemplars, flags; } Layout;
+static const Layout LAYOUTS[KINDS] = {{7, 5, 8}, {7, 5, 8}, {9, 8, 10}, {1, 11, 10}, {7, 0, 8}};
+
+typedef struct { uint64_t seen, start, time, flags; } Common;
+
+static int point_open(Points *P) {
+    TRY(offsets_open(&P->attributes.off));
+    TRY(offsets_open(&P->ex_off));
+    TRY(offsets_open(&P->counts_off));
+    TRY(offsets_open(&P->bounds_off));
+    TRY(offsets_open(&P->pos_off));
+    TRY(offsets_open(&P->neg_off));
+    return offsets_open(&P->q_off);
+}
+
+/* A field every type shares; *taken says whether it was one. */
+static int common_field(Points *P, const Layout *L, Common *c, uint32_t num, int wt, uint64_t v, Rd sub,
+                        int *taken) {
+    *taken = 1;
+    if (num == 2 || num == 3) {
+        TRY(once(&c->seen, num));
+        if (wt != 1) return BAIL;
+        if (num == 2) c->start = v; else c->time = v;
+    } else if (num == L->attributes) {
+        if (wt != 2) return BAIL;
+        return key_value(&P->attributes, sub, NULL);
+    } else if (L->exemplars && num == L->exemplars) {
+        if (wt != 2) return BAIL;
+        return exemplar(P, sub);
+    } else if (num == L->flags) {
+        TRY(once(&c->seen, num));
+        int64_t flags;
+        TRY(uint32_field(wt, v, &flags));
+        c->flags = (uint64_t)flags;
+    } else *taken = 0;
+    return OK;
+}
+
+static int point_close(Points *P, int32_t metric, const Common *c) {
+    TRY(map_end(&P->attributes));
+    TRY(list_end(&P->ex_off, P->exemplars));
+    TRY(list_end(&P->counts_off, P->counts_n));
+    TRY(list_end(&P->bounds_off, P->bounds_n));
+    TRY(list_end(&P->pos_off, P->pos_n));
+    TRY(list_end(&P->neg_off, P->neg_n));
+    TRY(list_end(&P->q_off, P->quantiles));
+    TRY(put_i32(&P->metric, metric));
+    TRY(put_i64(&P->start, (int64_t)(c->start / 1000)));
+    TRY(put_i64(&P->time, (int64_t)(c->time / 1000)));
+    TRY(put_i64(&P->flags, (int64_t)c->flags));
+    return count_item(&P->n);
+}
+
+/* An optional double (histogram sum, min, max): the value and whether it was sent. */
+static int optional_double(Buf *value, Buf *valid, int present, uint64_t bits) {
+    TRY(put_f64(value, present ? as_double(bits) : 0.0));
+    return put_u8(valid, (uint8_t)present);
+}
+
+static int number_point(Points *P, Rd r, int32_t metric) {
+    const Layout *L = &LAYOUTS[GAUGE];
+    Common c = {0};
+    uint64_t v, double_bits = 0, int_bits = 0;
+    uint32_t num; int wt, taken;
+    Rd sub;
+    int has_double = 0, has_int = 0;
+    TRY(point_open(P));
+    while (r.p < r.end) {
+        TRY(next_field(&r, &num, &wt, &v, &sub));
+        TRY(common_field(P, L, &c, num, wt, v, sub, &taken));
+        if (taken) continue;
+        if (num == 4 || num == 6) {
+            TRY(once(&c.seen, VALUE_ONEOF));
+            if (wt != 1) return BAIL;
+            if (num == 4) { double_bits = v; has_double = 1; } else { int_bits = v; has_int = 1; }
+        }
+    }
+    double value = has_double ? as_double(double_bits) : (double)(int64_t)int_bits;
+    TRY(put_f64(&P->value, value));
+    TRY(put_u8(&P->value_valid, (uint8_t)(has_double || has_int)));
+    TRY(put_i64(&P->int_value, (int64_t)int_bits));
+    TRY(put_u8(&P->int_valid, (uint8_t)has_int));
+    return point_close(P, metric, &c);
+}
+
+static int histogram_point(Points *P, Rd r, int32_t metric) {
+    const Layout *L = &LAYOUTS[HISTOGRAM];
+    Common c = {0};
+    uint64_t v, count = 0, sum = 0, min = 0, max = 0;
+    uint32_t num; int wt, taken;
+    Rd sub;
+    int has_sum = 0, has_min = 0, has_max = 0;
+    TRY(point_open(P));
+    while (r.p < r.end) {
+        TRY(next_field(&r, &num, &wt, &v, &sub));
+        TRY(common_field(P, L, &c, num, wt, v, sub, &taken));
+        if (taken) continue;
+        if (num == 4 || num == 5 || num == 11 || num == 12) {
+            TRY(once(&c.seen, num));
+            if (wt != 1) return BAIL;
+        }
+        switch (num) {
+        case 4: count = v; break;
+        case 5: sum = v; has_sum = 1; break;
+        case 11: min = v; has_min = 1; break;
+        case 12: max = v; has_max = 1; break;
+        case 6: TRY(fixed64s(&P->counts, &P->counts_n, wt, v, sub)); break;
+        case 7: TRY(fixed64s(&P->bounds, &P->bounds_n, wt, v, sub)); break;
+        default: break;
+        }
+    }
+    TRY(put_i64(&P->count, (int64_t)count));
+    TRY(optional_double(&P->sum, &P->sum_valid, has_sum, sum));
+    TRY(optional_double(&P->min, &P->min_valid, has_min, min));
+    TRY(optional_double(&P->max, &P->max_valid, has_max, max));
+    return point_close(P, metric, &c);
+}
+
+/* Buckets: 1 the offset (sint32), 2 the counts (packed uint64). */
+static int buckets(Rd r, Buf *offset, Buf *counts, int64_t *n) {
+    uint64_t seen = 0, v;
+    uint32_t num; int wt;
+    Rd sub;
+    int32_t first = 0;
+    while (r.p < r.end) {
+        TRY(next_field(&r, &num, &wt, &v, &sub));
+        if (num == 1) {
+            TRY(once(&seen, num));
+            if (wt != 0) return BAIL;
+            first = zigzag32(v);
+        } else if (num == 2) TRY(varints(counts, n, wt, v, sub));
+    }
+    return put_i32(offset, first);
+}
+
+static int exponential_point(Points *P, Rd r, int32_t metric) {
+    const Layout *L = &LAYOUTS[EXPONENTIAL_HISTOGRAM];
+    Common c = {0};
+    uint64_t v, count = 0, sum = 0, min = 0, max = 0, zero_count = 0, zero_threshold = 0;
+    uint32_t num; int wt, taken;
+    Rd sub, positive = {0}, negative = {0};
+    int has_sum = 0, has_min = 0, has_max = 0;
+    int32_t scale = 0;
+    TRY(point_open(P));
+    while (r.p < r.end) {
+        TRY(next_field(&r, &num, &wt, &v, &sub));
+        TRY(common_field(P, L, &c, num, wt, v, sub, &taken));
+        if (taken) continue;
+        if (num >= 4 && num <= 14) TRY(once(&c.seen, num));
+        switch (num) {
+        case 4: if (wt != 1) return BAIL; count = v; break;
+        case 5: if (wt != 1) return BAIL; sum = v; has_sum = 1; break;
+        case 6: if (wt != 0) return BAIL; scale = zigzag32(v); break;
+        case 7: if (wt != 1) return BAIL; zero_count = v; break;
+        case 8: if (wt != 2) return BAIL; positive = sub; break;
+        case 9: if (wt != 2) return BAIL; negative = sub; break;
+        case 12: if (wt != 1) return BAIL; min = v; has_min = 1; break;
+        case 13: if (wt != 1) return BAIL; max = v; has_max = 1; break;
+        case 14: if (wt != 1) return BAIL; zero_threshold = v; break;
+        default: break;
+        }
+    }
+    TRY(buckets(positive, &P->pos_offset, &P->pos_counts, &P->pos_n));
+    TRY(buckets(negative, &P->neg_offset, &P->neg_counts, &P->neg_n));
+    TRY(put_i64(&P->count, (int64_t)count));
+    TRY(optional_double(&P->sum, &P->sum_valid, has_sum, sum));
+    TRY(optional_double(&P->min, &P->min_valid, has_min, min));
+    TRY(optional_double(&P->max, &P->max_valid, has_max, max));
+    TRY(put_i32(&P->scale, scale));
+    TRY(put_i64(&P->zero_count, (int64_t)zero_count));
+    TRY(put_f64(&P->zero_threshold, as_double(zero_threshold)));
+    return point_close(P, metric, &c);
+}
+
+/* ValueAtQuantile: 1 the quantile, 2 the value. */
+static int quantile(Points *P, Rd r) {
+    uint64_t seen = 0, v, q = 0, value = 0;
+    uint32_t num; int wt;
+    Rd sub;
+    while (r.p < r.end) {
+        TRY(next_field(&r, &num, &wt, &v, &sub));
+        if (num == 1 || num == 2) {
+            TRY(once(&seen, num));
+            if (wt != 1) return BAIL;
+            if (num == 1) q = v; else value = v;
+        }
+    }
+    TRY(put_f64(&P->q_quantile, as_double(q)));
+    TRY(put_f64(&P->q_value, as_double(value)));
+    return count_item(&P->quantiles);
+}
+
+static int summary_point(Points *P, Rd r, int32_t metric) {
+    const Layout *L = &LAYOUTS[SUMMARY];
+    Common c = {0};
+    uint64_t v, count = 0, sum = 0;
+    uint32_t num; int wt, taken;
+    Rd sub;
+    TRY(point_open(P));
+    while (r.p < r.end) {
+        TRY(next_field(&r, &num, &wt, &v, &sub));
+        TRY(common_field(P, L, &c, num, wt, v, sub, &taken));
+        if (taken) continue;
+        if (num == 4 || num == 5) {
+            TRY(once(&c.seen, num));
+            if (wt != 1) return BAIL;
+            if (num == 4) count = v; else sum = v;
+        } else if (num == 6) {
+            if (wt != 2) return BAIL;
+            TRY(quantile(P, sub));
+        }
+    }
+    TRY(put_i64(&P->count, (int64_t)count));
+    TRY(put_f64(&P->sum, as_double(sum)));
+    return point_close(P, metric, &c);
+}
+
+typedef int (*PointFn)(Points *, Rd, int32_t);
+static const PointFn POINTS[KINDS] = {number_point, number_point, histogram_point, exponential_point, summary_point};
+static const uint32_t KIND_FIELD[KINDS] = {5, 7, 9, 10, 11};  /* Metric's data oneof */
+
+/* The metric's data message: 1 its points; 2 the aggregation temporality and 3 monotonicity where it has them. */
+static int metric_data(Metrics *M, int kind, Rd r, int32_t metric) {
+    uint64_t seen = 0, v;
+    uint32_t num; int wt;
+    Rd sub;
+    int32_t temporality = 0;
+    int monotonic = 0;
+    while (r.p < r.end) {
+        TRY(next_field(&r, &num, &wt, &v, &sub));
+        if (num == 1) {
+            if (wt != 2) return BAIL;
+            TRY(POINTS[kind](&M->kinds[kind], sub, metric));
+        } else if (num == 2 && kind != GAUGE && kind != SUMMARY) {
+            TRY(once(&seen, num));
+            if (wt != 0) return BAIL;
+            temporality = (int32_t)(uint32_t)v;
+        } else if (num == 3 && kind == SUM) {
+            TRY(once(&seen, num));
+            if (wt != 0) return BAIL;
+            monotonic = v != 0;
+        }
+    }
+    TRY(put_i32(&M->temporality, temporality));
+    return put_u8(&M->monotonic, (uint8_t)monotonic);
+}
+
+static int metric(void *signal, Rd r) {
+    Metrics *M = signal;
+    uint64_t seen = 0, v;
+    uint32_t num; int wt;
+    Rd sub, name = {0}, description = {0}, unit = {0}, data = {0};
+    int kind = -1;
+    if (M->metrics == INT32_MAX) return BAIL;
+    int32_t index = (int32_t)M->metrics;
+    TRY(offsets_open(&M->metadata.off));
+    while (r.p < r.end) {
+        TRY(next_field(&r, &num, &wt, &v, &sub));
+        switch (num) {
+        case 1: TRY(once(&seen, num)); if (wt != 2) return BAIL; name = sub; break;
+        case 2: TRY(once(&seen, num)); if (wt != 2) return BAIL; description = sub; break;
+        case 3: TRY(once(&seen, num)); if (wt != 2) return BAIL; unit = sub; break;
+        case 12: if (wt != 2) return BAIL; TRY(key_value(&M->metadata, sub, NULL)); break;
+        default:
+            for (int k = 0; k < KINDS; k++) {
+                if (num != KIND_FIELD[k]) continue;
+                TRY(once(&seen, VALUE_ONEOF));  /* one data message, of one type */
+                if (wt != 2) return BAIL;
+                kind = k;
+                data = sub;
+            }
+        }
+    }
+    TRY(map_end(&M->metadata));
+    TRY(text(&M->name, name));
+    TRY(text(&M->description, description));
+    TRY(text(&M->unit, unit));
+    if (kind >= 0) TRY(metric_data(M, kind, data, index));
+    else {
+        TRY(put_i32(&M->temporality, 0));
+        TRY(put_u8(&M->monotonic, 0));
+    }
+    return count_item(&M->metrics);
+}
+
 /* ---- Python ---------------------------------------------------------------------------------------------- */
 
 static void buf_free(Buf *b) { free(b->p); }
@@ -768,11 +1162,89 @@ static PyObject *decode_traces(PyObject *self, PyObject *arg) {
     return decode(arg, sizeof(Traces), offsetof(Traces, levels), span, traces_dict, release_traces);
 }
 
+static void points_free(Points *P) {
+    Buf *bufs[] = {&P->metric, &P->start, &P->time, &P->flags, &P->ex_off, &P->ex_time, &P->ex_value, &P->ex_int,
+                   &P->ex_int_valid, &P->value, &P->value_valid, &P->int_value, &P->int_valid, &P->count, &P->sum,
+                   &P->sum_valid, &P->min, &P->min_valid, &P->max, &P->max_valid, &P->counts_off, &P->counts,
+                   &P->bounds_off, &P->bounds, &P->scale, &P->zero_count, &P->zero_threshold, &P->pos_offset,
+                   &P->pos_off, &P->pos_counts, &P->neg_offset, &P->neg_off, &P->neg_counts, &P->q_off,
+                   &P->q_quantile, &P->q_value};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) buf_free(bufs[i]);
+    str_free(&P->ex_span_id);
+    str_free(&P->ex_trace_id);
+    map_free(&P->attributes);
+    map_free(&P->ex_attributes);
+}
+
+static void metrics_free(Metrics *M) {
+    levels_free(&M->levels);
+    str_free(&M->name);
+    str_free(&M->description);
+    str_free(&M->unit);
+    map_free(&M->metadata);
+    buf_free(&M->temporality);
+    buf_free(&M->monotonic);
+    for (int k = 0; k < KINDS; k++) points_free(&M->kinds[k]);
+    free(M);
+}
+
+/* One metric type's buffers, each named "<type>.<column>"; a type without points has only its count. */
+static int set_points(PyObject *d, const char *kind, Points *P) {
+    char key[96];
+#define KEY(column) (snprintf(key, sizeof key, "%s.%s", kind, column), key)
+    if (set_count(d, KEY("n"), P->n)) return -1;
+    if (!P->n) return 0;
+    struct { const char *name; Buf *buf; } bufs[] = {
+        {"metric", &P->metric}, {"StartTimeUnix", &P->start}, {"TimeUnix", &P->time}, {"Flags", &P->flags},
+        {"Exemplars.offsets", &P->ex_off}, {"Exemplars.TimeUnix", &P->ex_time}, {"Exemplars.Value", &P->ex_value},
+        {"Exemplars.IntValue", &P->ex_int}, {"Exemplars.IntValue.valid", &P->ex_int_valid},
+        {"Value", &P->value}, {"Value.valid", &P->value_valid}, {"IntValue", &P->int_value},
+        {"IntValue.valid", &P->int_valid}, {"Count", &P->count}, {"Sum", &P->sum}, {"Sum.valid", &P->sum_valid},
+        {"Min", &P->min}, {"Min.valid", &P->min_valid}, {"Max", &P->max}, {"Max.valid", &P->max_valid},
+        {"BucketCounts.offsets", &P->counts_off}, {"BucketCounts", &P->counts},
+        {"ExplicitBounds.offsets", &P->bounds_off}, {"ExplicitBounds", &P->bounds}, {"Scale", &P->scale},
+        {"ZeroCount", &P->zero_count}, {"ZeroThreshold", &P->zero_threshold}, {"PositiveOffset", &P->pos_offset},
+        {"PositiveBucketCounts.offsets", &P->pos_off}, {"PositiveBucketCounts", &P->pos_counts},
+        {"NegativeOffset", &P->neg_offset}, {"NegativeBucketCounts.offsets", &P->neg_off},
+        {"NegativeBucketCounts", &P->neg_counts}, {"ValueAtQuantiles.offsets", &P->q_off},
+        {"ValueAtQuantiles.Quantile", &P->q_quantile}, {"ValueAtQuantiles.Value", &P->q_value},
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        if (set_bytes(d, KEY(bufs[i].name), bufs[i].buf)) return -1;
+    int rc = set_count(d, KEY("exemplars"), P->exemplars) || set_map(d, KEY("Attributes"), &P->attributes) ||
+        set_map(d, KEY("Exemplars.FilteredAttributes"), &P->ex_attributes) ||
+        set_str(d, KEY("Exemplars.SpanId"), &P->ex_span_id) || set_str(d, KEY("Exemplars.TraceId"), &P->ex_trace_id);
+#undef KEY
+    return rc ? -1 : 0;
+}
+
+static int metrics_dict(PyObject *d, void *signal) {
+    Metrics *M = signal;
+    static const char *names[KINDS] = {"gauge", "sum", "histogram", "exponential_histogram", "summary"};
+    if (set_levels(d, &M->levels) || set_count(d, "items", M->metrics) ||
+        set_str(d, "MetricName", &M->name) || set_str(d, "MetricDescription", &M->description) ||
+        set_str(d, "MetricUnit", &M->unit) || set_map(d, "MetricMetadata", &M->metadata) ||
+        set_bytes(d, "AggregationTemporality", &M->temporality) || set_bytes(d, "IsMonotonic", &M->monotonic))
+        return -1;
+    for (int k = 0; k < KINDS; k++)
+        if (set_points(d, names[k], &M->kinds[k])) return -1;
+    return 0;
+}
+
+static void release_metrics(void *signal) { metrics_free(signal); }
+
+static PyObject *decode_metrics(PyObject *self, PyObject *arg) {
+    (void)self;
+    return decode(arg, sizeof(Metrics), offsetof(Metrics, levels), metric, metrics_dict, release_metrics);
+}
+
 static PyMethodDef methods[] = {
     {"decode_logs", decode_logs, METH_O,
      "ExportLogsServiceRequest bytes -> a dict of column buffers, or None to leave the request to ptars."},
     {"decode_traces", decode_traces, METH_O,
      "ExportTraceServiceRequest bytes -> a dict of column buffers, or None to leave the request to ptars."},
+    {"decode_metrics", decode_metrics, METH_O,
+     "ExportMetricsServiceRequest bytes -> a dict of column buffers, or None to leave the request to ptars."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from otlp2parquet.convert import _fast
 from otlp2parquet.convert._arrays import attributes, explode, hex_ids, relist, timestamps, to_int64
 from otlp2parquet.convert._arrays import field as member
 from otlp2parquet.convert._common import (
@@ -17,15 +18,11 @@ from otlp2parquet.convert._common import (
     unnest,
 )
 from otlp2parquet.convert._decode import decode
+from otlp2parquet.convert._fast import DOUBLE_LIST, EXEMPLARS_TYPE, LONG_LIST, METRIC_TYPES, QUANTILES_TYPE
 from otlp2parquet.convert._validate import Validation
 from otlp2parquet.schemas import arrow_schema
 
 Columns = dict[str, pa.Array]
-METRIC_TYPES = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
-EXEMPLARS_TYPE = arrow_schema("metrics_gauge").field("Exemplars").type
-QUANTILES_TYPE = arrow_schema("metrics_summary").field("ValueAtQuantiles").type
-LONG_LIST = arrow_schema("metrics_histogram").field("BucketCounts").type
-DOUBLE_LIST = arrow_schema("metrics_histogram").field("ExplicitBounds").type
 
 
 def _number_value(points: pa.Array) -> Columns:
@@ -122,6 +119,10 @@ def _exemplar_checks(check: Validation, points: pa.Array) -> None:
 
 
 def convert_metrics(data: bytes) -> ConversionResult:
+    if _fast.enabled():
+        fast = _fast.convert_metrics(data)  # the GIL released; None for anything it leaves to the code below
+        if fast is not None:
+            return fast
     request, repaired = decode("metrics", data)
     metrics = unnest(request, "resource_metrics", "scope_metrics", "metrics")
     items = metrics.items
