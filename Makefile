@@ -54,7 +54,7 @@ $(POSTGRES):
 	ln -sfn "$$(dirname "$$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")" $@
 	$@/postgres --version
 
-# Reinstall (which also compiles the native logs path) when the dependencies or the C source change.
+# Reinstall (which also compiles the native decoding path) when the dependencies or the C source change.
 $(STAMP): pyproject.toml setup.py server/otlp2parquet/convert/_fastpb.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

@@ -1,4 +1,4 @@
-"""The one compiled part: a native fast path for well-formed logs requests (server/otlp2parquet/convert/_fastpb.c).
+"""The one compiled part: a native fast path for well-formed requests (server/otlp2parquet/convert/_fastpb.c).
 
 Everything else is declared in pyproject.toml.
 """

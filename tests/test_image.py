@@ -24,7 +24,7 @@ def test_dockerfile_installs_only_the_wheel_and_runs_serve() -> None:
     assert 'ENTRYPOINT ["otlp2parquet"]' in dockerfile and 'CMD ["serve"]' in dockerfile
     assert "VOLUME /data" in dockerfile and "OTLP2PARQUET_BASE_PATH=/data" in dockerfile
     assert "[test]" not in dockerfile
-    assert "COPY pyproject.toml setup.py" in dockerfile and "gcc" in dockerfile  # the native logs path compiles
+    assert "COPY pyproject.toml setup.py" in dockerfile and "gcc" in dockerfile  # the native decoding path compiles
 
 
 def test_a_wheel_from_the_repository_installs_fresh_and_serves(tmp_path: pathlib.Path) -> None:

@@ -1,8 +1,8 @@
 """The native fast path's buffers -> the same record batch the reference converter builds.
 
-`_fastpb` (C) walks a well-formed logs or traces request with the GIL released and returns plain buffers; this
-module wraps them as Arrow arrays without copying. Where the C code gives up (None), the caller converts with ptars, so
-every answer for unusual input is the reference path's.
+`_fastpb` (C) walks a well-formed logs, traces or metrics request with the GIL released and returns plain
+buffers; this module wraps them as Arrow arrays without copying. Where the C code gives up (None), the caller
+converts with ptars, so every answer for unusual input is the reference path's.
 """
 
 from __future__ import annotations

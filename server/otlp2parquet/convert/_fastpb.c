@@ -283,7 +283,7 @@ static int uint32_field(int wt, uint64_t v, int64_t *out) {
     return OK;
 }
 
-/* Resource{Logs,Spans} and Scope{Logs,Spans} share a shape: 1 the resource or scope, 2 the repeated children,
+/* Resource{Logs,Spans,Metrics} and Scope{Logs,Spans,Metrics} share a shape: 1 the resource or scope, 2 the repeated children,
  * 3 the schema URL. The first and last are found first, wherever they sit, so that their columns are written
  * once. */
 static int envelope(Rd r, Rd *head, Rd *schema_url) {
@@ -302,7 +302,7 @@ static int envelope(Rd r, Rd *head, Rd *schema_url) {
     return OK;
 }
 
-/* One Scope{Logs,Spans}: its scope's columns once, then its items. */
+/* One Scope{Logs,Spans,Metrics}: its scope's columns once, then its items. */
 static int scope_walk(Levels *L, Rd r, int32_t resource, ItemFn item, void *signal) {
     uint64_t v;
     uint32_t num; int wt;
@@ -341,7 +341,7 @@ static int scope_walk(Levels *L, Rd r, int32_t resource, ItemFn item, void *sign
     return OK;
 }
 
-/* One Resource{Logs,Spans}: its resource's columns once, then its scopes. */
+/* One Resource{Logs,Spans,Metrics}: its resource's columns once, then its scopes. */
 static int resource_walk(Levels *L, Rd r, ItemFn item, void *signal) {
     uint64_t v;
     uint32_t num; int wt;
@@ -372,7 +372,7 @@ static int resource_walk(Levels *L, Rd r, ItemFn item, void *signal) {
     return OK;
 }
 
-/* Export{Logs,Trace}ServiceRequest: field 1, the repeated Resource{Logs,Spans}. */
+/* Export{Logs,Trace,Metrics}ServiceRequest: field 1, the repeated Resource{Logs,Spans,Metrics}. */
 static int request_walk(Levels *L, Rd r, ItemFn item, void *signal) {
     uint32_t num; int wt; uint64_t v; Rd sub;
     while (r.p < r.end) {
