@@ -7,6 +7,8 @@ converts with ptars, so every answer for unusual input is the reference path's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,8 +40,9 @@ def enable(on: bool) -> None:
     _enabled = on
 
 
-def enabled() -> bool:
-    return _enabled
+def _walk(decode: Callable[[bytes], dict | None], data: bytes) -> dict | None:
+    """The C walk's buffers, or None when the native path is off or leaves the request to ptars."""
+    return decode(data) if _enabled else None
 
 
 def _fixed(raw: dict, name: str, n: int, type_: pa.DataType) -> pa.Array:
@@ -119,20 +122,24 @@ def _nullable(raw: dict, name: str, n: int, dtype: type) -> pa.Array:
 
 def _numbers(raw: dict, name: str, list_type: pa.ListType, n: int, dtype: type) -> pa.ListArray:
     """Bucket counts or explicit bounds: a list of numbers per point."""
-    offsets = np.frombuffer(raw[f"{name}.offsets"], dtype=np.int32, count=n + 1)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.frombuffer(raw[name], dtype=dtype)),
-                                    type=list_type)
+    return pa.ListArray.from_arrays(_fixed(raw, f"{name}.offsets", n + 1, pa.int32()),
+                                    pa.array(np.frombuffer(raw[name], dtype=dtype)), type=list_type)
+
+
+def _batch(schema: pa.Schema, columns: dict[str, pa.Array]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 
 def _result(table: str, schema: pa.Schema, items: int, columns: dict[str, pa.Array]) -> ConversionResult:
     result = ConversionResult(accepted=items)
-    result.batches[table] = pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
+    result.batches[table] = _batch(schema, columns)
     return result
 
 
 def convert_logs(data: bytes) -> ConversionResult | None:
-    """The `logs` batch for a plainly well-formed request, or None to leave it to the reference converter."""
-    raw = _fastpb.decode_logs(data)
+    """The `logs` batch for a plainly well-formed request; None when the native path is off or leaves the
+    request to the reference converter."""
+    raw = _walk(_fastpb.decode_logs, data)
     if raw is None:
         return None
     records = raw["items"]
@@ -158,7 +165,7 @@ def convert_logs(data: bytes) -> ConversionResult | None:
 
 def convert_traces(data: bytes) -> ConversionResult | None:
     """The `traces` batch for a plainly well-formed request, or None to leave it to the reference converter."""
-    raw = _fastpb.decode_traces(data)
+    raw = _walk(_fastpb.decode_traces, data)
     if raw is None:
         return None
     spans, events, links = raw["items"], raw["events"], raw["links"]
@@ -253,7 +260,7 @@ def _points(raw: dict, kind: str, n: int) -> dict[str, pa.Array]:
 
 def convert_metrics(data: bytes) -> ConversionResult | None:
     """The `metrics_*` batches for a plainly well-formed request, or None to leave it to the reference converter."""
-    raw = _fastpb.decode_metrics(data)
+    raw = _walk(_fastpb.decode_metrics, data)
     if raw is None:
         return None
     result = ConversionResult()
@@ -281,7 +288,5 @@ def convert_metrics(data: bytes) -> ConversionResult | None:
         taken = pa.array(point_metric)
         columns.update(take_all(per_metric, taken))
         columns.update(_points(raw, kind, n))
-        schema = METRICS[kind]
-        result.batches[f"metrics_{kind}"] = pa.RecordBatch.from_arrays([columns[f.name] for f in schema],
-                                                                       schema=schema)
+        result.batches[f"metrics_{kind}"] = _batch(METRICS[kind], columns)
     return result

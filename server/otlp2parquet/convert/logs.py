@@ -18,10 +18,9 @@ SCHEMA = arrow_schema("logs")
 
 
 def convert_logs(data: bytes) -> ConversionResult:
-    if _fast.enabled():
-        fast = _fast.convert_logs(data)  # the GIL released; None for anything it leaves to the code below
-        if fast is not None:
-            return fast
+    fast = _fast.convert_logs(data)  # the GIL released; None when off or for what it leaves to the code below
+    if fast is not None:
+        return fast
     request, repaired = decode("logs", data)
     nesting = unnest(request, "resource_logs", "scope_logs", "log_records")
     check = Validation(len(nesting.items), "log record")

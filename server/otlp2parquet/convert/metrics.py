@@ -119,10 +119,9 @@ def _exemplar_checks(check: Validation, points: pa.Array) -> None:
 
 
 def convert_metrics(data: bytes) -> ConversionResult:
-    if _fast.enabled():
-        fast = _fast.convert_metrics(data)  # the GIL released; None for anything it leaves to the code below
-        if fast is not None:
-            return fast
+    fast = _fast.convert_metrics(data)  # the GIL released; None when off or for what it leaves to the code below
+    if fast is not None:
+        return fast
     request, repaired = decode("metrics", data)
     metrics = unnest(request, "resource_metrics", "scope_metrics", "metrics")
     items = metrics.items

@@ -46,10 +46,9 @@ def _links(spans: pa.Array) -> pa.Array:
 
 
 def convert_traces(data: bytes) -> ConversionResult:
-    if _fast.enabled():
-        fast = _fast.convert_traces(data)  # the GIL released; None for anything it leaves to the code below
-        if fast is not None:
-            return fast
+    fast = _fast.convert_traces(data)  # the GIL released; None when off or for what it leaves to the code below
+    if fast is not None:
+        return fast
     request, repaired = decode("traces", data)
     nesting = unnest(request, "resource_spans", "scope_spans", "spans")
     check = Validation(len(nesting.items), "span")
