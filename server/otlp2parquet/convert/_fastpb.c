@@ -283,9 +283,9 @@ static int uint32_field(int wt, uint64_t v, int64_t *out) {
     return OK;
 }
 
-/* Resource{Logs,Spans,Metrics} and Scope{Logs,Spans,Metrics} share a shape: 1 the resource or scope, 2 the repeated children,
- * 3 the schema URL. The first and last are found first, wherever they sit, so that their columns are written
- * once. */
+/* Resource{Logs,Spans,Metrics} and Scope{Logs,Spans,Metrics} share a shape: 1 the resource or scope, 2 the
+ * repeated children, 3 the schema URL. The first and last are found first, wherever they sit, so that their
+ * columns are written once. */
 static int envelope(Rd r, Rd *head, Rd *schema_url) {
     uint64_t seen = 0, v;
     uint32_t num; int wt;
@@ -699,20 +699,21 @@ static int exemplar(Points *P, Rd r) {
 }
 
 /* What a point of any type has: its metric, times, flags, attributes and exemplars (by type-specific field
- * numbers), opened before its fields are read and closed after. */
-typedef struct { uint32_t attributes, exemplars, flags; } Layout;
-static const Layout LAYOUTS[KINDS] = {{7, 5, 8}, {7, 5, 8}, {9, 8, 10}, {1, 11, 10}, {7, 0, 8}};
+ * numbers), opened before its fields are read and closed after, with the lists only its type has. */
+enum { BUCKETS = 1, EXPONENTIAL = 2, QUANTILES = 4 };
+typedef struct { uint32_t attributes, exemplars, flags; unsigned lists; } Layout;
+static const Layout LAYOUTS[KINDS] = {{7, 5, 8, 0}, {7, 5, 8, 0}, {9, 8, 10, BUCKETS}, {1, 11, 10, EXPONENTIAL},
+                                      {7, 0, 8, QUANTILES}};
 
 typedef struct { uint64_t seen, start, time, flags; } Common;
 
-static int point_open(Points *P) {
+static int point_open(Points *P, const Layout *L) {
     TRY(offsets_open(&P->attributes.off));
-    TRY(offsets_open(&P->ex_off));
-    TRY(offsets_open(&P->counts_off));
-    TRY(offsets_open(&P->bounds_off));
-    TRY(offsets_open(&P->pos_off));
-    TRY(offsets_open(&P->neg_off));
-    return offsets_open(&P->q_off);
+    if (L->exemplars) TRY(offsets_open(&P->ex_off));
+    if (L->lists & BUCKETS) { TRY(offsets_open(&P->counts_off)); TRY(offsets_open(&P->bounds_off)); }
+    if (L->lists & EXPONENTIAL) { TRY(offsets_open(&P->pos_off)); TRY(offsets_open(&P->neg_off)); }
+    if (L->lists & QUANTILES) TRY(offsets_open(&P->q_off));
+    return OK;
 }
 
 /* A field every type shares; *taken says whether it was one. */
@@ -738,14 +739,12 @@ static int common_field(Points *P, const Layout *L, Common *c, uint32_t num, int
     return OK;
 }
 
-static int point_close(Points *P, int32_t metric, const Common *c) {
+static int point_close(Points *P, const Layout *L, int32_t metric, const Common *c) {
     TRY(map_end(&P->attributes));
-    TRY(list_end(&P->ex_off, P->exemplars));
-    TRY(list_end(&P->counts_off, P->counts_n));
-    TRY(list_end(&P->bounds_off, P->bounds_n));
-    TRY(list_end(&P->pos_off, P->pos_n));
-    TRY(list_end(&P->neg_off, P->neg_n));
-    TRY(list_end(&P->q_off, P->quantiles));
+    if (L->exemplars) TRY(list_end(&P->ex_off, P->exemplars));
+    if (L->lists & BUCKETS) { TRY(list_end(&P->counts_off, P->counts_n)); TRY(list_end(&P->bounds_off, P->bounds_n)); }
+    if (L->lists & EXPONENTIAL) { TRY(list_end(&P->pos_off, P->pos_n)); TRY(list_end(&P->neg_off, P->neg_n)); }
+    if (L->lists & QUANTILES) TRY(list_end(&P->q_off, P->quantiles));
     TRY(put_i32(&P->metric, metric));
     TRY(put_i64(&P->start, (int64_t)(c->start / 1000)));
     TRY(put_i64(&P->time, (int64_t)(c->time / 1000)));
@@ -766,7 +765,7 @@ static int number_point(Points *P, Rd r, int32_t metric) {
     uint32_t num; int wt, taken;
     Rd sub;
     int has_double = 0, has_int = 0;
-    TRY(point_open(P));
+    TRY(point_open(P, L));
     while (r.p < r.end) {
         TRY(next_field(&r, &num, &wt, &v, &sub));
         TRY(common_field(P, L, &c, num, wt, v, sub, &taken));
@@ -782,7 +781,7 @@ static int number_point(Points *P, Rd r, int32_t metric) {
     TRY(put_u8(&P->value_valid, (uint8_t)(has_double || has_int)));
     TRY(put_i64(&P->int_value, (int64_t)int_bits));
     TRY(put_u8(&P->int_valid, (uint8_t)has_int));
-    return point_close(P, metric, &c);
+    return point_close(P, L, metric, &c);
 }
 
 static int histogram_point(Points *P, Rd r, int32_t metric) {
@@ -792,7 +791,7 @@ static int histogram_point(Points *P, Rd r, int32_t metric) {
     uint32_t num; int wt, taken;
     Rd sub;
     int has_sum = 0, has_min = 0, has_max = 0;
-    TRY(point_open(P));
+    TRY(point_open(P, L));
     while (r.p < r.end) {
         TRY(next_field(&r, &num, &wt, &v, &sub));
         TRY(common_field(P, L, &c, num, wt, v, sub, &taken));
@@ -815,7 +814,7 @@ static int histogram_point(Points *P, Rd r, int32_t metric) {
     TRY(optional_double(&P->sum, &P->sum_valid, has_sum, sum));
     TRY(optional_double(&P->min, &P->min_valid, has_min, min));
     TRY(optional_double(&P->max, &P->max_valid, has_max, max));
-    return point_close(P, metric, &c);
+    return point_close(P, L, metric, &c);
 }
 
 /* Buckets: 1 the offset (sint32), 2 the counts (packed uint64). */
@@ -843,7 +842,7 @@ static int exponential_point(Points *P, Rd r, int32_t metric) {
     Rd sub, positive = {0}, negative = {0};
     int has_sum = 0, has_min = 0, has_max = 0;
     int32_t scale = 0;
-    TRY(point_open(P));
+    TRY(point_open(P, L));
     while (r.p < r.end) {
         TRY(next_field(&r, &num, &wt, &v, &sub));
         TRY(common_field(P, L, &c, num, wt, v, sub, &taken));
@@ -871,7 +870,7 @@ static int exponential_point(Points *P, Rd r, int32_t metric) {
     TRY(put_i32(&P->scale, scale));
     TRY(put_i64(&P->zero_count, (int64_t)zero_count));
     TRY(put_f64(&P->zero_threshold, as_double(zero_threshold)));
-    return point_close(P, metric, &c);
+    return point_close(P, L, metric, &c);
 }
 
 /* ValueAtQuantile: 1 the quantile, 2 the value. */
@@ -898,7 +897,7 @@ static int summary_point(Points *P, Rd r, int32_t metric) {
     uint64_t v, count = 0, sum = 0;
     uint32_t num; int wt, taken;
     Rd sub;
-    TRY(point_open(P));
+    TRY(point_open(P, L));
     while (r.p < r.end) {
         TRY(next_field(&r, &num, &wt, &v, &sub));
         TRY(common_field(P, L, &c, num, wt, v, sub, &taken));
@@ -914,7 +913,7 @@ static int summary_point(Points *P, Rd r, int32_t metric) {
     }
     TRY(put_i64(&P->count, (int64_t)count));
     TRY(put_f64(&P->sum, as_double(sum)));
-    return point_close(P, metric, &c);
+    return point_close(P, L, metric, &c);
 }
 
 typedef int (*PointFn)(Points *, Rd, int32_t);
