@@ -312,8 +312,9 @@ def _field(number: int, body: bytes) -> bytes:
     return bytes([number << 3 | 2, len(body)]) + body
 
 
-def _metrics_request(metric_bytes: bytes) -> bytes:
-    return _field(1, _field(2, _field(2, metric_bytes)))
+def _one_item(item: bytes) -> bytes:
+    """A request of any signal holding one resource, one scope and `item` (a record, span or metric's bytes)."""
+    return _field(1, _field(2, _field(2, item)))
 
 
 def _histogram_metric(point: metrics_pb2.HistogramDataPoint) -> bytes:
@@ -321,15 +322,15 @@ def _histogram_metric(point: metrics_pb2.HistogramDataPoint) -> bytes:
 
 
 @pytest.mark.parametrize("why,data", [
-    ("a 3-byte exemplar span id", _metrics_request(_histogram_metric(metrics_pb2.HistogramDataPoint(
+    ("a 3-byte exemplar span id", _one_item(_histogram_metric(metrics_pb2.HistogramDataPoint(
         exemplars=[metrics_pb2.Exemplar(span_id=b"abc")])))),
-    ("an array point attribute", _metrics_request(metrics_pb2.Metric(gauge=metrics_pb2.Gauge(data_points=[
+    ("an array point attribute", _one_item(metrics_pb2.Metric(gauge=metrics_pb2.Gauge(data_points=[
         metrics_pb2.NumberDataPoint(attributes=[kv("k", [1])])])).SerializeToString())),
-    ("a gauge and a sum in one metric (protobuf keeps the last)", _metrics_request(
+    ("a gauge and a sum in one metric (protobuf keeps the last)", _one_item(
         metrics_pb2.Metric(gauge=metrics_pb2.Gauge(data_points=[metrics_pb2.NumberDataPoint(as_int=1)]))
         .SerializeToString() + metrics_pb2.Metric(sum=metrics_pb2.Sum(data_points=[metrics_pb2.NumberDataPoint(
             as_int=2)])).SerializeToString())),
-    ("a point with as_double and as_int (protobuf keeps the last)", _metrics_request(_field(5, _field(
+    ("a point with as_double and as_int (protobuf keeps the last)", _one_item(_field(5, _field(
         1, metrics_pb2.NumberDataPoint(as_double=1.5).SerializeToString()
         + metrics_pb2.NumberDataPoint(as_int=3).SerializeToString())))),
 ])
@@ -340,7 +341,7 @@ def test_what_the_native_metrics_path_leaves_alone_is_answered_by_the_reference(
 def test_unpacked_bucket_counts_and_bounds_convert_natively_as_the_reference_reads_them() -> None:
     """proto3 writers pack repeated numbers, but a parser must accept them one field each too."""
     point = b"".join(b"\x31" + struct.pack("<Q", n) for n in (5, 7)) + b"\x39" + struct.pack("<d", 2.5)
-    data = _metrics_request(metrics_pb2.Metric(name="h").SerializeToString() + _field(9, _field(1, point)))
+    data = _one_item(metrics_pb2.Metric(name="h").SerializeToString() + _field(9, _field(1, point)))
     assert _check(data, "metrics")
     row = convert_metrics(data).batches["metrics_histogram"].to_pylist()[0]
     assert (row["BucketCounts"], row["ExplicitBounds"]) == ([5, 7], [2.5])
@@ -353,9 +354,7 @@ def test_a_status_sent_twice_is_left_to_the_reference() -> None:
     data = ExportTraceServiceRequest(resource_spans=[trace_pb2.ResourceSpans(scope_spans=[
         trace_pb2.ScopeSpans(spans=[trace_pb2.Span.FromString(span)])])]).SerializeToString()
     assert _check(data, "traces")  # parsed and re-serialised: one merged status, which the C code takes
-    scope = b"\x12" + bytes([len(span)]) + span
-    resource = b"\x12" + bytes([len(scope)]) + scope
-    raw = b"\x0a" + bytes([len(resource)]) + resource
+    raw = _one_item(span)
     assert not _check(raw, "traces")
     assert convert_traces(raw).batches["traces"].to_pydict()["StatusCode"] == ["Error"]
 
@@ -371,10 +370,7 @@ def test_invalid_utf8_is_left_to_the_reference_repair() -> None:
 def test_a_repeated_singular_field_is_left_to_the_reference() -> None:
     record = logs_pb2.LogRecord(severity_text="a").SerializeToString() + logs_pb2.LogRecord(
         severity_text="b").SerializeToString()  # protobuf: the last one wins
-    scope = b"\x12" + bytes([len(record)]) + record
-    resource = b"\x12" + bytes([len(scope)]) + scope
-    data = b"\x0a" + bytes([len(resource)]) + resource
-    assert not _check(data)
+    assert not _check(_one_item(record))
 
 
 @pytest.mark.parametrize("signal", ["logs", "traces", "metrics"])
