@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 import pyarrow as pa
 import pytest
 
 from otlp2parquet.buffer import Buffer, arrow_bytes
 from otlp2parquet.config import BufferSettings
-from otlp2parquet.errors import BufferFullError
+from otlp2parquet.errors import BufferFullError, RequestTooLargeError
 
 
 class Clock:
@@ -98,6 +100,32 @@ def test_an_offer_that_does_not_fit_changes_nothing() -> None:
         buf.offer({"logs": batch(10), "traces": batch(20)})  # 80 + 160 bytes would pass 1000
     assert buf.stats() == {"logs": (100, 800)}
     assert buf.used_bytes == 800
+
+
+def test_batches_larger_than_the_whole_budget_are_refused_for_good_even_when_empty() -> None:
+    buf = make(Clock(), memory_budget_bytes=1000)
+    with pytest.raises(RequestTooLargeError) as refused:
+        buf.offer({"logs": batch(100), "traces": batch(30)})  # 1,040 bytes
+    assert "1040 bytes" in str(refused.value) and "(1000 bytes, buffer.memory_budget_bytes)" in str(refused.value)
+    assert buf.used_bytes == 0 and buf.stats() == {}
+    assert buf.too_large({"logs": batch(125)}) is None, "the whole budget, exactly, can be had"
+    buf.offer({"logs": batch(125)})
+
+
+def test_a_replayed_record_larger_than_the_budget_waits_for_an_empty_buffer_then_enters() -> None:
+    """A WAL record written under a larger budget must still replay, alone, rather than block start-up."""
+    buf = make(Clock(), memory_budget_bytes=1000)
+    buf.offer({"logs": batch(10)}, lsn=1)
+    entered = threading.Event()
+    replay = threading.Thread(target=lambda: (buf.offer({"logs": batch(200)}, lsn=2, block=True), entered.set()))
+    replay.start()
+    assert not entered.wait(0.3), "it waits while anything else is held"
+    drained = buf.take("logs")
+    assert drained is not None and drained.reason == "pressure", "waiting asked for a flush"
+    buf.written(drained)
+    assert entered.wait(5)
+    replay.join()
+    assert buf.stats() == {"logs": (200, 1600)}
 
 
 def test_pressure_makes_every_table_due() -> None:

@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from bench.workload import requests
-from otlp2parquet.buffer import Buffer
+from otlp2parquet.buffer import Buffer, arrow_bytes
 from otlp2parquet.config import BufferSettings, WalSettings
 from otlp2parquet.convert import CONVERTERS, ConversionResult
 from otlp2parquet.receiver import SERVICES, Outcome, Receiver
@@ -112,6 +112,29 @@ def test_full_buffer_gets_unavailable_with_retry_info() -> None:
     assert "high-water" in details
     assert _retry_delay(receiver, "logs", payload) == 3.5
     assert receiver.buffer.stats() == before
+
+
+def _rows_bytes(signal: str, payload: bytes) -> int:
+    return sum(map(arrow_bytes, CONVERTERS[signal](payload).batches.values()))
+
+
+def test_a_request_larger_than_the_whole_buffer_is_refused_for_good_and_says_why() -> None:
+    """UNAVAILABLE would have the Collector retry it for minutes, though no flush can ever make that much room."""
+    big, small = next(requests("logs", 200, 1, seed=2)), next(requests("logs", 20, 1, seed=2))
+    receiver = _receiver(memory_budget_bytes=_rows_bytes("logs", big) - 1)
+    _, _, code, details = _export(receiver, "logs", big)
+    assert code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "more than the buffer's whole budget" in details and "buffer.memory_budget_bytes" in details
+    outcome = receiver.handle(next(svc for svc in SERVICES if svc.signal == "logs"), big)
+    assert isinstance(outcome, grpc.Status)
+    details_bin = dict(outcome.trailing_metadata)["grpc-status-details-bin"]
+    assert not status_pb2.Status.FromString(details_bin).details, "no RetryInfo: the client must not retry"
+    assert receiver.buffer.used_bytes == 0
+    refused = receiver.telemetry.registry.get_sample_value("otlp2parquet_receiver_refused_items_total",
+                                                           {"signal": "logs", "reason": "too_large"})
+    assert refused == 400
+    _, _, code, _ = _export(receiver, "logs", small)
+    assert code is grpc.StatusCode.OK, "smaller requests are still taken"
 
 
 def test_shutdown_gets_unavailable_with_retry_info() -> None:
@@ -239,6 +262,22 @@ def test_a_group_whose_converting_handler_dies_gets_unavailable_not_an_error() -
     assert queued.count(None) == 1, "the handler that converted the group died; the other two got answers"
     for outcome in filter(None, queued):
         assert isinstance(outcome, grpc.Status) and outcome.code is grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_group_too_large_for_the_buffer_is_converted_again_request_by_request() -> None:
+    """Each request fits alone, so none may get the permanent answer meant for a request that never fits."""
+    gate = _Gate()
+    payloads = list(requests("logs", 100, 4, seed=9))
+    largest = max(_rows_bytes("logs", p) for p in payloads)
+    receiver = Receiver(Buffer(BufferSettings(memory_budget_bytes=int(2.5 * largest), high_water_fraction=1.0,
+                                              retry_after_s=3.5)), convert=gate)
+    first, queued = _behind_a_busy_conversion(receiver, gate, "logs", payloads[0], payloads[1:])
+    assert gate.calls == [len(payloads[0]), sum(map(len, payloads[1:])), *map(len, payloads[1:])]
+    assert isinstance(first, logs_service_pb2.ExportLogsServiceResponse)
+    assert isinstance(queued[0], logs_service_pb2.ExportLogsServiceResponse), "the second fits beside the first"
+    for outcome in queued[1:]:
+        assert isinstance(outcome, grpc.Status) and outcome.code is grpc.StatusCode.UNAVAILABLE, "full: retry"
+    assert receiver.buffer.stats()["logs"][0] == 200
 
 
 def test_a_group_is_no_larger_than_group_bytes() -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from otlp2parquet.config import BufferSettings
-from otlp2parquet.errors import BufferFullError
+from otlp2parquet.errors import BufferFullError, RequestTooLargeError
 
 LsnSource = Callable[[], int]
 COMPACT_BATCHES = 16  # merge a table's newest batches once this many have arrived
@@ -112,7 +112,22 @@ class Buffer:
                 raise self._refuse()
 
     def _fits(self, size: int) -> bool:
+        if size > self.settings.memory_budget_bytes:  # a replayed record from a larger budget: it comes in alone
+            return self._used == 0
         return self._used < self.high_water_bytes and self._used + size <= self.settings.memory_budget_bytes
+
+    def too_large(self, batches: Mapping[str, pa.RecordBatch]) -> RequestTooLargeError | None:
+        """Why `batches` could never be offered without `block`, or None: more bytes than the whole budget."""
+        return self._too_large(sum(arrow_bytes(batch) for batch in batches.values()))
+
+    def _too_large(self, size: int) -> RequestTooLargeError | None:
+        budget = self.settings.memory_budget_bytes
+        if size <= budget:
+            return None
+        return RequestTooLargeError(
+            f"the request's rows take {size} bytes in memory, more than the buffer's whole budget ({budget} "
+            "bytes, buffer.memory_budget_bytes): send smaller requests (the Collector's batch max_size) or raise "
+            "the budget")
 
     def offer(self, batches: Mapping[str, pa.RecordBatch], lsn: int | LsnSource | None = None,
               block: bool = False) -> int:
@@ -120,10 +135,13 @@ class Buffer:
 
         `lsn` is the LSN itself (replay), a function that assigns it (the WAL append, run under the buffer's
         lock so that LSN order is queue order), or None for the next number. Without `block`, a buffer too full
-        for the batches raises BufferFullError; with it, the call waits for flushes to make room.
+        for the batches raises BufferFullError, and batches larger than the whole budget RequestTooLargeError;
+        with it, the call waits for flushes to make room (for such batches: until the buffer is empty).
         """
         sizes = {table: arrow_bytes(batch) for table, batch in batches.items()}
         size = sum(sizes.values())
+        if not block and (too_large := self._too_large(size)) is not None:
+            raise too_large
         with self._lock:
             while not self._fits(size):
                 if not block:

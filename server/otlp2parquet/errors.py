@@ -6,6 +6,7 @@
     ├── ConversionError        a request that cannot be decoded; permanent -> INVALID_ARGUMENT
     ├── ConverterLostError     a conversion worker process died mid-request; retryable -> UNAVAILABLE + RetryInfo
     ├── BufferFullError        back-pressure; retryable -> UNAVAILABLE + RetryInfo
+    ├── RequestTooLargeError   a request whose rows exceed the whole buffer; permanent -> RESOURCE_EXHAUSTED
     ├── WalError               the write-ahead log cannot be written; retryable -> UNAVAILABLE + RetryInfo
     └── WriteError
         ├── TransientWriteError    a retry may succeed (commit conflict, state unknown, OSError)
@@ -24,6 +25,7 @@ __all__ = [
     "ConverterLostError",
     "Otlp2ParquetError",
     "PermanentWriteError",
+    "RequestTooLargeError",
     "TransientWriteError",
     "WalError",
     "WriteError",
@@ -57,6 +59,12 @@ class BufferFullError(Otlp2ParquetError):
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class RequestTooLargeError(Otlp2ParquetError):
+    """A request whose rows need more than the buffer's whole memory budget. Refusing it as full would have the
+    Collector retry it until its retries run out, since no flush can ever make that much room; so it is
+    permanent, answered as gRPC answers a message over its size limit (RESOURCE_EXHAUSTED, no RetryInfo)."""
 
 
 class WalError(Otlp2ParquetError):

@@ -4,6 +4,8 @@ Every outcome maps to the status the Collector handles correctly (its retry tabl
 - success: a response with `partial_success` unset;
 - records rejected by the converter: `partial_success` with the count and the reasons (never retried);
 - bytes that are not an OTLP request: INVALID_ARGUMENT (the Collector drops them, as it must);
+- a request whose rows exceed the buffer's whole budget: RESOURCE_EXHAUSTED without RetryInfo, as gRPC answers
+  a message over its size limit (permanent: no flush could ever make room, so retrying only delays the drop);
 - a full buffer, a WAL that cannot be written (disk full), shutdown, or anything unexpected: UNAVAILABLE with a
   RetryInfo delay, so the Collector keeps the data and retries. No exception ever leaves a handler: grpcio would
   answer UNKNOWN, which the Collector treats as permanent and drops.
@@ -31,7 +33,13 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from otlp2parquet.buffer import Buffer
 from otlp2parquet.convert import CONVERTERS, ConversionResult, join
-from otlp2parquet.errors import BufferFullError, ConversionError, ConverterLostError, WalError
+from otlp2parquet.errors import (
+    BufferFullError,
+    ConversionError,
+    ConverterLostError,
+    RequestTooLargeError,
+    WalError,
+)
 from otlp2parquet.telemetry import Telemetry
 from otlp2parquet.wal import WriteAheadLog
 
@@ -74,6 +82,11 @@ def unavailable(message: str, retry_after_s: float) -> grpc.Status:
 
 def invalid_argument(message: str) -> grpc.Status:
     return rpc_status.to_status(status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message))
+
+
+def resource_exhausted(message: str) -> grpc.Status:
+    """RESOURCE_EXHAUSTED without RetryInfo: permanent for the Collector, which drops the data and says why."""
+    return rpc_status.to_status(status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message))
 
 
 Outcome = Message | grpc.Status
@@ -209,12 +222,13 @@ class Receiver:
     def _conversions(self, svc: SignalService,
                      group: list[_Queued]) -> list[tuple[list[_Queued], bytes, ConversionResult | Exception]]:
         """The group converted as one request when nothing in it is refused, rejected or repaired (each request
-        must get its own answer); otherwise each request converted alone. An exception is kept as its result."""
+        must get its own answer) and the buffer can take it whole; otherwise each request converted alone. An
+        exception is kept as its result."""
         joined = join([q.request for q in group]) if len(group) > 1 else None
         if joined is not None:
             try:
                 result = self._convert(svc.signal, joined)
-                if not result.rejected and not result.warnings:
+                if not result.rejected and not result.warnings and self.buffer.too_large(result.batches) is None:
                     return [(group, joined, result)]
             except ConversionError:
                 pass
@@ -250,6 +264,10 @@ class Receiver:
             return self._refused(svc, "invalid", invalid_argument(str(exc)))
         except BufferFullError as exc:
             return self._refused(svc, "throttled", unavailable(str(exc), exc.retry_after_s), result, requests)
+        except RequestTooLargeError as exc:
+            log.warning("refused a %s request larger than the buffer", svc.signal,
+                        extra={"signal": svc.signal, "bytes": len(request), "error": str(exc)})
+            return self._refused(svc, "too_large", resource_exhausted(str(exc)), result, requests)
         except ConverterLostError as exc:
             log.error("refusing an export: its conversion worker exited", extra={"signal": svc.signal,
                                                                              "bytes": len(request)})

@@ -128,6 +128,21 @@ def test_requests_over_the_receive_limit_are_refused(start_server: Callable[...,
     assert server.stop() == 0
 
 
+def test_a_request_whose_rows_exceed_the_whole_buffer_is_refused_for_good_and_the_rest_goes_on(
+        start_server: Callable[..., ServerProcess]) -> None:
+    server = start_server(env={"OTLP2PARQUET_BUFFER__MEMORY_BUDGET_BYTES": str(400_000)})
+    with pytest.raises(grpc.RpcError) as refused:
+        export(server, LOGS_METHOD, next(requests("logs", 1000, 1)))
+    assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "more than the buffer's whole budget (400000 bytes" in refused.value.details()
+    status = status_pb2.Status.FromString(dict(refused.value.trailing_metadata())["grpc-status-details-bin"])
+    assert status.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert not status.details, "no RetryInfo: the Collector drops it at once instead of retrying for minutes"
+    assert "refused a logs request larger than the buffer" in server.log()
+    export(server, LOGS_METHOD, next(requests("logs", 10, 1)))  # smaller requests are still taken
+    assert server.stop() == 0
+
+
 def test_above_its_memory_limit_the_server_refuses_exports_with_retry_info(
         start_server: Callable[..., ServerProcess]) -> None:
     server = start_server(env={"OTLP2PARQUET_SERVER__MEMORY_LIMIT_BYTES": str(32 * 1024 * 1024)},  # below any RSS
