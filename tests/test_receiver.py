@@ -132,7 +132,7 @@ def test_a_request_larger_than_the_whole_buffer_is_refused_for_good_and_says_why
     assert receiver.buffer.used_bytes == 0
     refused = receiver.telemetry.registry.get_sample_value("otlp2parquet_receiver_refused_items_total",
                                                            {"signal": "logs", "reason": "too_large"})
-    assert refused == 400
+    assert refused == 400, "both exports of 200 records"
     _, _, code, _ = _export(receiver, "logs", small)
     assert code is grpc.StatusCode.OK, "smaller requests are still taken"
 
