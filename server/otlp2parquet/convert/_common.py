@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 
 from otlp2parquet.convert._arrays import attribute_value, attributes, explode, relist, to_int64
 from otlp2parquet.convert._arrays import field as member
+from otlp2parquet.schemas import arrow_schema
 from otlp2parquet.schemas.tables import RESOURCE_ENTITY_REFS
 from otlp2parquet.schemas.types import arrow_type
 
@@ -61,6 +62,18 @@ def unnest(request: pa.StructArray, resources_name: str, scopes_name: str, items
 
 
 _ENTITY_REFS_TYPE = arrow_type(RESOURCE_ENTITY_REFS.type)
+# The list and struct types and enum names both converters build (the reference one and the native one).
+TRACES = arrow_schema("traces")
+EVENTS_TYPE = TRACES.field("Events").type
+LINKS_TYPE = TRACES.field("Links").type
+SPAN_KINDS = ["Unspecified", "Internal", "Server", "Client", "Producer", "Consumer"]
+STATUS_CODES = ["Unset", "Ok", "Error"]
+METRIC_TYPES = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
+METRICS = {kind: arrow_schema(f"metrics_{kind}") for kind in METRIC_TYPES}
+EXEMPLARS_TYPE = METRICS["gauge"].field("Exemplars").type
+QUANTILES_TYPE = METRICS["summary"].field("ValueAtQuantiles").type
+LONG_LIST = METRICS["histogram"].field("BucketCounts").type
+DOUBLE_LIST = METRICS["histogram"].field("ExplicitBounds").type
 
 
 def _entity_refs(resource: pa.Array) -> pa.Array:

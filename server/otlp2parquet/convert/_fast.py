@@ -15,22 +15,27 @@ import pyarrow.compute as pc
 
 from otlp2parquet.convert import _fastpb
 from otlp2parquet.convert._arrays import MAP_TYPE, TIMESTAMP_TYPE, enum_names
-from otlp2parquet.convert._common import _ENTITY_REFS_TYPE, ConversionResult, Levels, take_all
+from otlp2parquet.convert._common import (
+    _ENTITY_REFS_TYPE,
+    DOUBLE_LIST,
+    EVENTS_TYPE,
+    EXEMPLARS_TYPE,
+    LINKS_TYPE,
+    LONG_LIST,
+    METRIC_TYPES,
+    METRICS,
+    QUANTILES_TYPE,
+    SPAN_KINDS,
+    STATUS_CODES,
+    TRACES,
+    ConversionResult,
+    Levels,
+    take_all,
+)
 from otlp2parquet.convert._values import _doubles_text
 from otlp2parquet.schemas import arrow_schema
 
 LOGS = arrow_schema("logs")
-TRACES = arrow_schema("traces")
-EVENTS_TYPE = TRACES.field("Events").type
-LINKS_TYPE = TRACES.field("Links").type
-SPAN_KINDS = ["Unspecified", "Internal", "Server", "Client", "Producer", "Consumer"]
-STATUS_CODES = ["Unset", "Ok", "Error"]
-METRIC_TYPES = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
-METRICS = {kind: arrow_schema(f"metrics_{kind}") for kind in METRIC_TYPES}
-EXEMPLARS_TYPE = METRICS["gauge"].field("Exemplars").type
-QUANTILES_TYPE = METRICS["summary"].field("ValueAtQuantiles").type
-LONG_LIST = METRICS["histogram"].field("BucketCounts").type
-DOUBLE_LIST = METRICS["histogram"].field("ExplicitBounds").type
 _enabled = True
 
 

@@ -9,6 +9,11 @@ from otlp2parquet.convert import _fast
 from otlp2parquet.convert._arrays import attributes, explode, hex_ids, relist, timestamps, to_int64
 from otlp2parquet.convert._arrays import field as member
 from otlp2parquet.convert._common import (
+    DOUBLE_LIST,
+    EXEMPLARS_TYPE,
+    LONG_LIST,
+    METRIC_TYPES,
+    QUANTILES_TYPE,
     ConversionResult,
     DecodedMemory,
     Levels,
@@ -18,7 +23,6 @@ from otlp2parquet.convert._common import (
     unnest,
 )
 from otlp2parquet.convert._decode import decode
-from otlp2parquet.convert._fast import DOUBLE_LIST, EXEMPLARS_TYPE, LONG_LIST, METRIC_TYPES, QUANTILES_TYPE
 from otlp2parquet.convert._validate import Validation
 from otlp2parquet.schemas import arrow_schema
 

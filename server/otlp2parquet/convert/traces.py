@@ -16,9 +16,19 @@ from otlp2parquet.convert._arrays import (
     to_int64,
 )
 from otlp2parquet.convert._arrays import field as member
-from otlp2parquet.convert._common import ConversionResult, DecodedMemory, build_batch, resource_scope_columns, unnest
+from otlp2parquet.convert._common import (
+    EVENTS_TYPE,
+    LINKS_TYPE,
+    SPAN_KINDS,
+    STATUS_CODES,
+    TRACES,
+    ConversionResult,
+    DecodedMemory,
+    build_batch,
+    resource_scope_columns,
+    unnest,
+)
 from otlp2parquet.convert._decode import decode
-from otlp2parquet.convert._fast import EVENTS_TYPE, LINKS_TYPE, SPAN_KINDS, STATUS_CODES, TRACES
 from otlp2parquet.convert._validate import Validation
 
 SCHEMA = TRACES
