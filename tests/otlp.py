@@ -39,3 +39,24 @@ def ns(text: str) -> int:
     """'2026-01-01T00:00:01.5' -> Unix nanoseconds."""
     dt = ts(text)
     return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+
+
+def swollen(signal: str, items: int, level_bytes: int, on_metric: bool = False) -> bytes:
+    """A small request whose rows are huge: `items` minimal items under one resource (or, `on_metric`, one
+    metric) with about `level_bytes` of attributes, which every row repeats."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    heavy = [kv(f"k{i}", "v" * 1000) for i in range(max(1, level_bytes // 1000))]
+    resource = {"resource": {"attributes": [kv("service.name", "swollen")] + ([] if on_metric else heavy)}}
+    if signal == "logs":
+        return ExportLogsServiceRequest(resource_logs=[{
+            **resource, "scope_logs": [{"log_records": [{}] * items}]}]).SerializeToString()
+    if signal == "traces":
+        span = {"trace_id": bytes(range(1, 17)), "span_id": bytes(range(1, 9)), "name": "s"}
+        return ExportTraceServiceRequest(resource_spans=[{
+            **resource, "scope_spans": [{"spans": [span] * items}]}]).SerializeToString()
+    metric = {"name": "m", "gauge": {"data_points": [{"as_int": 1}] * items}, "metadata": heavy if on_metric else []}
+    return ExportMetricsServiceRequest(resource_metrics=[{
+        **resource, "scope_metrics": [{"metrics": [metric]}]}]).SerializeToString()

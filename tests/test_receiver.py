@@ -19,6 +19,7 @@ from otlp2parquet.config import BufferSettings, WalSettings
 from otlp2parquet.convert import CONVERTERS, ConversionResult
 from otlp2parquet.receiver import SERVICES, Outcome, Receiver
 from otlp2parquet.wal import WriteAheadLog
+from tests.otlp import swollen
 from tests.waiting import wait_for
 
 DESCRIPTORS = {
@@ -137,6 +138,23 @@ def test_a_request_larger_than_the_whole_buffer_is_refused_for_good_and_says_why
     assert code is grpc.StatusCode.OK, "smaller requests are still taken"
 
 
+@pytest.mark.parametrize("signal", ["logs", "traces", "metrics"])
+def test_a_small_request_whose_rows_would_dwarf_the_buffer_is_refused_while_converting(signal: str) -> None:
+    """Every row repeats its resource's attributes: 5,000 empty items under 64 KB of them are 320 MB of rows.
+    The conversion stops at the budget, so nothing is buffered and the memory was never taken."""
+    receiver = _receiver()
+    _, _, code, details = _export(receiver, signal, swollen(signal, 5000, 64_000))
+    assert code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "rows take at least" in details and "buffer.memory_budget_bytes" in details
+    outcome = receiver.handle(next(svc for svc in SERVICES if svc.signal == signal), swollen(signal, 5000, 64_000))
+    assert isinstance(outcome, grpc.Status)
+    assert not status_pb2.Status.FromString(dict(outcome.trailing_metadata)["grpc-status-details-bin"]).details
+    assert receiver.buffer.used_bytes == 0
+    refused = receiver.telemetry.registry.get_sample_value("otlp2parquet_receiver_refused_requests_total",
+                                                           {"signal": signal, "reason": "too_large"})
+    assert refused == 2, "no item count: the conversion stopped before it had one"
+
+
 def test_shutdown_gets_unavailable_with_retry_info() -> None:
     receiver = _receiver()
     receiver.shutting_down = True
@@ -166,17 +184,19 @@ def test_empty_request_is_a_plain_success() -> None:
 
 
 class _Gate:
-    """The real converter, holding its first call until released so that the requests after it queue up."""
+    """The real converter (with `limit`, as the receiver's own), holding its first call until released so that
+    the requests after it queue up."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self.release = threading.Event()
         self.calls: list[int] = []  # request bytes per call
+        self.limit = limit
 
     def __call__(self, signal: str, request: bytes) -> ConversionResult:
         self.calls.append(len(request))
         if len(self.calls) == 1:
             assert self.release.wait(10)
-        return CONVERTERS[signal](request)
+        return CONVERTERS[signal](request, self.limit)
 
 
 def _behind_a_busy_conversion(receiver: Receiver, gate: _Gate, signal: str, first: bytes,
@@ -280,6 +300,20 @@ def test_a_group_too_large_for_the_buffer_is_converted_again_request_by_request(
     assert len(accepted) == 1, "one more request fits beside the first"
     assert [o.code for o in refused] == [grpc.StatusCode.UNAVAILABLE] * 2, "the buffer is full: retry, not drop"
     assert receiver.buffer.stats()["logs"][0] == 200
+
+
+def test_a_group_holding_a_request_too_large_to_convert_answers_each_request_as_if_it_came_alone() -> None:
+    """The group's conversion stops at the budget; converted one by one, only the swollen request is refused."""
+    gate = _Gate(limit=BufferSettings().memory_budget_bytes)
+    receiver = Receiver(Buffer(BufferSettings(retry_after_s=3.5)), convert=gate)
+    normal = list(requests("logs", 50, 2, seed=4))
+    first, queued = _behind_a_busy_conversion(receiver, gate, "logs", normal[0],
+                                              [normal[1], swollen("logs", 5000, 64_000)])
+    assert len(gate.calls) == 4, "the first, the group, then each queued request"
+    assert isinstance(first, logs_service_pb2.ExportLogsServiceResponse)
+    answers = sorted(o.code.name if isinstance(o, grpc.Status) else "OK" for o in queued)
+    assert answers == ["OK", "RESOURCE_EXHAUSTED"]
+    assert receiver.buffer.stats()["logs"][0] == 100
 
 
 def test_a_group_is_no_larger_than_group_bytes() -> None:

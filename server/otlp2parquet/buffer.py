@@ -124,10 +124,7 @@ class Buffer:
         budget = self.settings.memory_budget_bytes
         if size <= budget:
             return None
-        return RequestTooLargeError(
-            f"the request's rows take {size} bytes in memory, more than the buffer's whole budget ({budget} "
-            "bytes, buffer.memory_budget_bytes): send smaller requests (the Collector's batch max_size) or raise "
-            "the budget")
+        return RequestTooLargeError.over_budget(size, budget)
 
     def offer(self, batches: Mapping[str, pa.RecordBatch], lsn: int | LsnSource | None = None,
               block: bool = False) -> int:

@@ -66,6 +66,14 @@ class RequestTooLargeError(Otlp2ParquetError):
     Collector retry it until its retries run out, since no flush can ever make that much room; so it is
     permanent, answered as gRPC answers a message over its size limit (RESOURCE_EXHAUSTED, no RetryInfo)."""
 
+    @classmethod
+    def over_budget(cls, size: int, budget: int, counting: bool = False) -> RequestTooLargeError:
+        """The one message, whether the buffer found it out or the conversion did (`counting`: it stopped once
+        its count passed the budget, so `size` is how far it got)."""
+        return cls(f"the request's rows take {'at least ' if counting else ''}{size} bytes in memory, more than "
+                   f"the buffer's whole budget ({budget} bytes, buffer.memory_budget_bytes): send smaller requests "
+                   "(the Collector's batch max_size) or raise the budget")
+
 
 class WalError(Otlp2ParquetError):
     """The write-ahead log cannot be written or read (disk full, I/O error, foreign file)."""

@@ -116,7 +116,9 @@ class Receiver:
     def __init__(self, buffer: Buffer, wal: WriteAheadLog | None = None, telemetry: Telemetry | None = None,
                  conversions: int = 1, convert: Converter | None = None, group_bytes: int = 8 * 1024 * 1024) -> None:
         self.buffer = buffer
-        self._convert = convert or (lambda signal, request: CONVERTERS[signal](request))
+        # The conversion stops once a request's rows would pass the whole budget, before they take the memory.
+        budget = buffer.settings.memory_budget_bytes
+        self._convert = convert or (lambda signal, request: CONVERTERS[signal](request, budget))
         # Conversions at once. In the server process a second one costs CPU and saves no time (the GIL); each
         # one holds a decoded request and its intermediate arrays.
         self._slots = conversions
@@ -230,7 +232,7 @@ class Receiver:
                 result = self._convert(svc.signal, joined)
                 if not result.rejected and not result.warnings and self.buffer.too_large(result.batches) is None:
                     return [(group, joined, result)]
-            except ConversionError:
+            except (ConversionError, RequestTooLargeError):  # one by one below: each request gets its own answer
                 pass
             except Exception as exc:  # e.g. a lost conversion worker: the same answer for all
                 return [(group, joined, exc)]

@@ -60,7 +60,8 @@ class Service:
         if processes < 0:  # one CPU: a worker would only add the IPC; many: the server process is the limit
             cpus = usable_cpus()
             processes = min(cpus, AUTO_CONVERT_PROCESSES) if cpus > 1 else 0
-        self.pool = ConversionPool(processes, settings.server.native_decode) if processes else None
+        self.pool = ConversionPool(processes, settings.server.native_decode,
+                                   settings.buffer.memory_budget_bytes) if processes else None
         # With workers, two requests per worker in flight keep each one busy while the other result travels.
         conversions = max(settings.server.conversions, 2 * processes)
         self.receiver = Receiver(self.buffer, self.wal, self.telemetry, conversions,

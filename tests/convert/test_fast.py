@@ -9,8 +9,10 @@ must still answer as the reference does.
 
 from __future__ import annotations
 
+import json
 import math
 import struct
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -29,8 +31,9 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from bench.workload import requests
+from otlp2parquet.buffer import arrow_bytes
 from otlp2parquet.convert import _fast, _fastpb, convert_logs, convert_metrics, convert_traces, enable_native
-from otlp2parquet.errors import ConversionError
+from otlp2parquet.errors import ConversionError, RequestTooLargeError
 from tests.otlp import any_value, kv
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
@@ -235,6 +238,9 @@ def _check(data: bytes, signal: str = "logs") -> bool:
     for table, batch in fast.batches.items():
         batch.validate(full=True)
         assert batch.schema == SCHEMAS[table], table
+    if rows := sum(arrow_bytes(batch) for batch in fast.batches.values()):
+        # the walk's count of the rows' bytes never passes the real figure: a limit refuses nothing that fits
+        assert _view(FAST[signal](data, rows)) == expected
     return True
 
 
@@ -436,3 +442,41 @@ def test_the_gil_is_released_while_the_c_code_walks_a_request() -> None:
     assert _ran_alongside(lambda: _fastpb.decode_traces(traces))
     assert _ran_alongside(lambda: _fastpb.decode_metrics(metrics))
     assert not _ran_alongside(python_work)
+
+
+# ---- a limit on the rows' bytes -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("signal", ["logs", "traces", "metrics"])
+def test_a_limit_refuses_a_request_whose_rows_pass_it(signal: str) -> None:
+    """(That a limit of exactly the rows' bytes refuses nothing, `_check` asserts for every request above.)"""
+    data = next(requests(signal, 1000, 1, seed=5))
+    rows = sum(arrow_bytes(batch) for batch in CONVERT[signal](data).batches.values())
+    with pytest.raises(RequestTooLargeError, match=rf"rows take at least \d+ bytes .* budget \({rows // 2} bytes"):
+        CONVERT[signal](data, rows // 2)
+
+
+_SWOLLEN = """
+import json, resource, sys
+from otlp2parquet.convert import CONVERTERS
+from otlp2parquet.errors import RequestTooLargeError
+from tests.otlp import swollen
+answers = []
+for signal, on_metric in json.loads(sys.argv[1]):
+    try:
+        CONVERTERS[signal](swollen(signal, 20_000, 64_000, on_metric), 160 * 2**20)
+        answers.append("converted")
+    except RequestTooLargeError as exc:
+        answers.append(str(exc))
+print(json.dumps([answers, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024]))
+"""
+
+
+def test_rows_that_would_dwarf_the_limit_are_refused_before_they_take_the_memory() -> None:
+    """20,000 empty items under 64 KB of resource (or metric) attributes: a 100-300 KB request whose rows would
+    take 1.3 GB. Run in a process of its own, whose peak RSS is this conversion's alone."""
+    cases = [["logs", False], ["traces", False], ["metrics", False], ["metrics", True]]
+    out = subprocess.run([sys.executable, "-c", _SWOLLEN, json.dumps(cases)], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    answers, peak_mib = json.loads(out)
+    assert all("rows take at least" in a and "(167772160 bytes" in a for a in answers), answers
+    assert peak_mib < 400, f"peak RSS {peak_mib} MiB: the rows were built before being refused"

@@ -17,8 +17,9 @@ from otlp2parquet.buffer import Buffer
 from otlp2parquet.config import BufferSettings
 from otlp2parquet.convert import CONVERTERS
 from otlp2parquet.convert.pool import ConversionPool
-from otlp2parquet.errors import ConversionError, ConverterLostError
+from otlp2parquet.errors import ConversionError, ConverterLostError, RequestTooLargeError
 from otlp2parquet.receiver import SERVICES, Receiver
+from tests.otlp import swollen
 
 
 @pytest.fixture(scope="module")
@@ -101,5 +102,16 @@ def test_the_receiver_answers_unavailable_and_buffers_nothing_when_a_worker_is_l
         again = receiver.handle(traces, next(requests("traces", 10, 1)))
         assert not isinstance(again, grpc.Status)
         assert sum(rows for rows, _ in receiver.buffer.stats().values()) == 10
+    finally:
+        pool.close()
+
+
+def test_workers_stop_a_conversion_at_the_pool_s_limit() -> None:
+    """The limit reaches the workers, and the refusal comes back as the in-process converters raise it."""
+    pool = ConversionPool(1, limit=10 * 2**20)
+    try:
+        with pytest.raises(RequestTooLargeError, match=r"budget \(10485760 bytes"):
+            pool.convert("traces", swollen("traces", 5000, 64_000))
+        assert pool.convert("traces", next(requests("traces", 10, 1))).accepted == 10
     finally:
         pool.close()

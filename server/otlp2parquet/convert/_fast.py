@@ -2,7 +2,8 @@
 
 `_fastpb` (C) walks a well-formed logs, traces or metrics request with the GIL released and returns plain
 buffers; this module wraps them as Arrow arrays without copying. Where the C code gives up (None), the caller
-converts with ptars, so every answer for unusual input is the reference path's.
+converts with ptars, so every answer for unusual input is the reference path's. With a `limit`, the walk stops
+once the rows it is building would pass it (RequestTooLargeError), before Python repeats any resource's columns.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from otlp2parquet.convert._common import (
     take_all,
 )
 from otlp2parquet.convert._values import _doubles_text
+from otlp2parquet.errors import RequestTooLargeError
 from otlp2parquet.schemas import arrow_schema
 
 LOGS = arrow_schema("logs")
@@ -45,9 +47,15 @@ def enable(on: bool) -> None:
     _enabled = on
 
 
-def _walk(decode: Callable[[bytes], dict | None], data: bytes) -> dict | None:
+def _walk(decode: Callable[[bytes, int | None], dict | None], data: bytes, limit: int | None) -> dict | None:
     """The C walk's buffers, or None when the native path is off or leaves the request to ptars."""
-    return decode(data) if _enabled else None
+    if not _enabled:
+        return None
+    try:
+        return decode(data, limit)
+    except _fastpb.TooLarge as exc:
+        assert limit is not None
+        raise RequestTooLargeError.over_budget(exc.args[0], limit, counting=True) from None
 
 
 def _fixed(raw: dict, name: str, n: int, type_: pa.DataType) -> pa.Array:
@@ -141,10 +149,10 @@ def _result(table: str, schema: pa.Schema, items: int, columns: dict[str, pa.Arr
     return result
 
 
-def convert_logs(data: bytes) -> ConversionResult | None:
+def convert_logs(data: bytes, limit: int | None = None) -> ConversionResult | None:
     """The `logs` batch for a plainly well-formed request; None when the native path is off or leaves the
     request to the reference converter."""
-    raw = _walk(_fastpb.decode_logs, data)
+    raw = _walk(_fastpb.decode_logs, data, limit)
     if raw is None:
         return None
     records = raw["items"]
@@ -168,9 +176,9 @@ def convert_logs(data: bytes) -> ConversionResult | None:
     return _result("logs", LOGS, records, columns)
 
 
-def convert_traces(data: bytes) -> ConversionResult | None:
+def convert_traces(data: bytes, limit: int | None = None) -> ConversionResult | None:
     """The `traces` batch for a plainly well-formed request, or None to leave it to the reference converter."""
-    raw = _walk(_fastpb.decode_traces, data)
+    raw = _walk(_fastpb.decode_traces, data, limit)
     if raw is None:
         return None
     spans, events, links = raw["items"], raw["events"], raw["links"]
@@ -263,9 +271,9 @@ def _points(raw: dict, kind: str, n: int) -> dict[str, pa.Array]:
     return columns
 
 
-def convert_metrics(data: bytes) -> ConversionResult | None:
+def convert_metrics(data: bytes, limit: int | None = None) -> ConversionResult | None:
     """The `metrics_*` batches for a plainly well-formed request, or None to leave it to the reference converter."""
-    raw = _walk(_fastpb.decode_metrics, data)
+    raw = _walk(_fastpb.decode_metrics, data, limit)
     if raw is None:
         return None
     result = ConversionResult()

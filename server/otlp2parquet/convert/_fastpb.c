@@ -12,6 +12,11 @@
  * values), which _fast.py wraps as Arrow arrays without copying. Doubles are left for Python to format (Go's
  * rules, via the same code as the reference path): their rows get an empty placeholder and are listed apart.
  * Enums (span kind, status code) stay numbers; Python names them as the reference path does.
+ *
+ * The caller may pass a limit on the rows' bytes (the buffer's whole budget): the walk counts what the rows
+ * will take, the resource, scope and metric columns once for each row that Python repeats them on, and raises
+ * TooLarge as soon as the count passes the limit. A request of many tiny records under one large resource
+ * would otherwise become gigabytes of rows; this way it costs no more than the limit to refuse.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -21,14 +26,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OK = 0, BAIL = 1, NOMEM = 2 };
+enum { OK = 0, BAIL = 1, NOMEM = 2, TOO_LARGE = 3 };
 #define TRY(expr) do { int rc_ = (expr); if (rc_ != OK) return rc_; } while (0)
+
+/* ---- what the rows will take ----------------------------------------------------------------------------- */
+
+/* Per thread: each walk runs without the GIL, so two can run at once. `bytes` counts the buffers that become
+ * the rows' columns (not the indices Python only reads), `rows` the rows (log records, spans, metric points).
+ * The limit is checked where a row ends and where the walk ends. There the count is never more than the rows
+ * take (a resource, scope or metric is counted once as soon as it is written, and its copies once its rows are
+ * all known), so a request is refused only if its rows would pass the limit. Between two checks the walk writes
+ * one item, or levels without items, which no copies amplify: it holds little more than the limit, twice that
+ * counting the buffers' doubling. */
+static _Thread_local struct { uint64_t bytes, rows, limit; } tally;
+
+static int over_limit(void) { return tally.bytes > tally.limit ? TOO_LARGE : OK; }
+
+static int row_done(void) {
+    tally.rows++;
+    return over_limit();
+}
+
+/* A level's row (a resource's, scope's or metric's columns, `row_bytes` of them, already counted once) ends up
+ * on each of the `rows` rows under it. */
+static void repeated(uint64_t row_bytes, uint64_t rows) {
+    tally.bytes += row_bytes * rows - row_bytes;  /* each below 2^32: no overflow */
+}
 
 /* ---- growable buffers ------------------------------------------------------------------------------------ */
 
 typedef struct { char *p; size_t len, cap; } Buf;
 
-static int put(Buf *b, const void *src, size_t n) {
+/* Into a buffer Python reads but does not keep as it is (indices, doubles before formatting): not counted. */
+static int put_aux(Buf *b, const void *src, size_t n) {
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n) cap *= 2;
@@ -40,6 +70,10 @@ static int put(Buf *b, const void *src, size_t n) {
     if (n) memcpy(b->p + b->len, src, n);
     b->len += n;
     return OK;
+}
+static int put(Buf *b, const void *src, size_t n) {
+    tally.bytes += n;
+    return put_aux(b, src, n);
 }
 static int put_i32(Buf *b, int32_t v) { return put(b, &v, 4); }
 static int put_i64(Buf *b, int64_t v) { return put(b, &v, 8); }
@@ -72,6 +106,13 @@ static int list_end(Buf *off, int64_t items) {
     return put_i32(off, (int32_t)items);
 }
 static int map_end(Map *m) { return list_end(&m->off, m->entries); }
+/* A level's columns get their leading offsets before its row is counted: Python's copies of the row do not
+ * repeat them. */
+static int map_open(Map *m) {
+    TRY(offsets_open(&m->off));
+    TRY(str_open(&m->keys));
+    return str_open(&m->values.text);
+}
 
 /* ---- protobuf reading ------------------------------------------------------------------------------------ */
 
@@ -213,8 +254,9 @@ static int any_value(Val *out, const Rd *value) {
         if (wt != 1) return BAIL;
         double d;
         memcpy(&d, &scalar, 8);
-        TRY(put_i64(&out->double_rows, out->text.n));
-        TRY(put(&out->double_values, &d, 8));
+        int64_t row = out->text.n;
+        TRY(put_aux(&out->double_rows, &row, 8));
+        TRY(put_aux(&out->double_values, &d, 8));
         return empty(&out->text);
     }
     case 7: if (wt != 2) return BAIL; return put_base64(&out->text, body.p, (size_t)(body.end - body.p));
@@ -313,7 +355,11 @@ static int scope_walk(Levels *L, Rd r, int32_t resource, ItemFn item, void *sign
     Rd name = {0}, version = {0};
     int64_t dropped = 0;
     uint64_t scope_seen = 0;
-    TRY(offsets_open(&L->scope_attributes.off));
+    TRY(map_open(&L->scope_attributes));
+    TRY(str_open(&L->scope_name));
+    TRY(str_open(&L->scope_version));
+    TRY(str_open(&L->scope_schema_url));
+    uint64_t bytes = tally.bytes;
     while (scope.p && scope.p < scope.end) {
         TRY(next_field(&scope, &num, &wt, &v, &sub));
         if (num != 3 && num <= 4) TRY(once(&scope_seen, num));
@@ -330,14 +376,17 @@ static int scope_walk(Levels *L, Rd r, int32_t resource, ItemFn item, void *sign
     TRY(text(&L->scope_version, version));
     TRY(put_i64(&L->scope_dropped, dropped));
     TRY(text(&L->scope_schema_url, schema_url));
+    bytes = tally.bytes - bytes;
+    uint64_t rows = tally.rows;
     while (r.p < r.end) {
         TRY(next_field(&r, &num, &wt, &v, &sub));
         if (num == 2) {
-            TRY(put_i32(&L->item_resource, resource));
-            TRY(put_i32(&L->item_scope, index));
+            TRY(put_aux(&L->item_resource, &resource, 4));
+            TRY(put_aux(&L->item_scope, &index, 4));
             TRY(item(signal, sub));
         }
     }
+    repeated(bytes, tally.rows - rows);
     return OK;
 }
 
@@ -351,7 +400,9 @@ static int resource_walk(Levels *L, Rd r, ItemFn item, void *signal) {
     int32_t index = (int32_t)L->resources++;
     int64_t dropped = 0, service = -1;
     uint64_t resource_seen = 0;
-    TRY(offsets_open(&L->resource_attributes.off));
+    TRY(map_open(&L->resource_attributes));
+    TRY(str_open(&L->resource_schema_url));
+    uint64_t bytes = tally.bytes;
     while (resource.p && resource.p < resource.end) {
         TRY(next_field(&resource, &num, &wt, &v, &sub));
         switch (num) {
@@ -363,12 +414,15 @@ static int resource_walk(Levels *L, Rd r, ItemFn item, void *signal) {
     }
     TRY(map_end(&L->resource_attributes));
     TRY(put_i64(&L->resource_dropped, dropped));
-    TRY(put_i64(&L->service_entry, service));
+    TRY(put_aux(&L->service_entry, &service, 8));
     TRY(text(&L->resource_schema_url, schema_url));
+    bytes = tally.bytes - bytes;
+    uint64_t rows = tally.rows;
     while (r.p < r.end) {
         TRY(next_field(&r, &num, &wt, &v, &sub));
         if (num == 2) TRY(scope_walk(L, sub, index, item, signal));
     }
+    repeated(bytes, tally.rows - rows);
     return OK;
 }
 
@@ -443,6 +497,7 @@ static int log_record(void *signal, Rd r) {
     TRY(text(&L->severity_text, severity_text));
     TRY(text(&L->event_name, event_name));
     TRY(any_value(&L->body, has_body ? &body : NULL));
+    TRY(row_done());
     return count_item(&L->records);
 }
 
@@ -589,6 +644,7 @@ static int span(void *signal, Rd r) {
     TRY(text(&T->trace_state, trace_state));
     TRY(text(&T->name, name));
     TRY(text(&T->status_message, message));
+    TRY(row_done());
     return count_item(&T->spans);
 }
 
@@ -632,6 +688,8 @@ typedef struct {
 
 static int put_f64(Buf *b, double v) { return put(b, &v, 8); }
 static int put_u8(Buf *b, uint8_t v) { return put(b, &v, 1); }
+/* Whether an optional value was sent: Python makes a validity bitmap of these bytes, or drops them. */
+static int put_valid(Buf *b, int present) { uint8_t v = present != 0; return put_aux(b, &v, 1); }
 
 static double as_double(uint64_t bits) {
     double d;
@@ -692,7 +750,7 @@ static int exemplar(Points *P, Rd r) {
     double value = has_double ? as_double(double_bits) : has_int ? (double)(int64_t)int_bits : NAN;
     TRY(put_f64(&P->ex_value, value));
     TRY(put_i64(&P->ex_int, (int64_t)int_bits));
-    TRY(put_u8(&P->ex_int_valid, (uint8_t)has_int));
+    TRY(put_valid(&P->ex_int_valid, has_int));
     TRY(hex_id(&P->ex_span_id, span_id, 8));
     TRY(hex_id(&P->ex_trace_id, trace_id, 16));
     return count_item(&P->exemplars);
@@ -745,17 +803,18 @@ static int point_close(Points *P, const Layout *L, int32_t metric, const Common 
     if (L->lists & BUCKETS) { TRY(list_end(&P->counts_off, P->counts_n)); TRY(list_end(&P->bounds_off, P->bounds_n)); }
     if (L->lists & EXPONENTIAL) { TRY(list_end(&P->pos_off, P->pos_n)); TRY(list_end(&P->neg_off, P->neg_n)); }
     if (L->lists & QUANTILES) TRY(list_end(&P->q_off, P->quantiles));
-    TRY(put_i32(&P->metric, metric));
+    TRY(put_aux(&P->metric, &metric, 4));
     TRY(put_i64(&P->start, (int64_t)(c->start / 1000)));
     TRY(put_i64(&P->time, (int64_t)(c->time / 1000)));
     TRY(put_i64(&P->flags, (int64_t)c->flags));
+    TRY(row_done());
     return count_item(&P->n);
 }
 
 /* An optional double (histogram sum, min, max): the value and whether it was sent. */
 static int optional_double(Buf *value, Buf *valid, int present, uint64_t bits) {
     TRY(put_f64(value, present ? as_double(bits) : 0.0));
-    return put_u8(valid, (uint8_t)present);
+    return put_valid(valid, present);
 }
 
 static int number_point(Points *P, Rd r, int32_t metric) {
@@ -778,9 +837,9 @@ static int number_point(Points *P, Rd r, int32_t metric) {
     }
     double value = has_double ? as_double(double_bits) : (double)(int64_t)int_bits;
     TRY(put_f64(&P->value, value));
-    TRY(put_u8(&P->value_valid, (uint8_t)(has_double || has_int)));
+    TRY(put_valid(&P->value_valid, has_double || has_int));
     TRY(put_i64(&P->int_value, (int64_t)int_bits));
-    TRY(put_u8(&P->int_valid, (uint8_t)has_int));
+    TRY(put_valid(&P->int_valid, has_int));
     return point_close(P, L, metric, &c);
 }
 
@@ -921,6 +980,13 @@ static const PointFn POINTS[KINDS] = {number_point, number_point, histogram_poin
 static const uint32_t KIND_FIELD[KINDS] = {5, 7, 9, 10, 11};  /* Metric's data oneof */
 
 /* The metric's data message: 1 its points; 2 the aggregation temporality and 3 monotonicity where it has them. */
+/* Written after the points, so not counted (their rows' copies would be): the count stays below the rows. */
+static int metric_kind(Metrics *M, int32_t temporality, int monotonic) {
+    uint8_t flag = monotonic != 0;
+    TRY(put_aux(&M->temporality, &temporality, 4));
+    return put_aux(&M->monotonic, &flag, 1);
+}
+
 static int metric_data(Metrics *M, int kind, Rd r, int32_t metric) {
     uint64_t seen = 0, v;
     uint32_t num; int wt;
@@ -942,8 +1008,7 @@ static int metric_data(Metrics *M, int kind, Rd r, int32_t metric) {
             monotonic = v != 0;
         }
     }
-    TRY(put_i32(&M->temporality, temporality));
-    return put_u8(&M->monotonic, (uint8_t)monotonic);
+    return metric_kind(M, temporality, monotonic);
 }
 
 static int metric(void *signal, Rd r) {
@@ -954,7 +1019,11 @@ static int metric(void *signal, Rd r) {
     int kind = -1;
     if (M->metrics == INT32_MAX) return BAIL;
     int32_t index = (int32_t)M->metrics;
-    TRY(offsets_open(&M->metadata.off));
+    TRY(map_open(&M->metadata));
+    TRY(str_open(&M->name));
+    TRY(str_open(&M->description));
+    TRY(str_open(&M->unit));
+    uint64_t bytes = tally.bytes;
     while (r.p < r.end) {
         TRY(next_field(&r, &num, &wt, &v, &sub));
         switch (num) {
@@ -976,11 +1045,11 @@ static int metric(void *signal, Rd r) {
     TRY(text(&M->name, name));
     TRY(text(&M->description, description));
     TRY(text(&M->unit, unit));
+    bytes = tally.bytes - bytes;
+    uint64_t rows = tally.rows;
     if (kind >= 0) TRY(metric_data(M, kind, data, index));
-    else {
-        TRY(put_i32(&M->temporality, 0));
-        TRY(put_u8(&M->monotonic, 0));
-    }
+    else TRY(metric_kind(M, 0, 0));
+    repeated(bytes, tally.rows - rows);
     return count_item(&M->metrics);
 }
 
@@ -1124,18 +1193,34 @@ static int traces_dict(PyObject *d, void *signal) {
         set_bytes(d, "Links.DroppedAttributesCount", &T->link_dropped) ? -1 : 0;
 }
 
-/* The walk with the GIL released, then the buffers as a dict; None when the walk gave up. */
-static PyObject *decode(PyObject *arg, size_t size, size_t levels_at, ItemFn item, int (*to_dict)(PyObject *, void *),
-                        void (*release)(void *)) {
+static PyObject *TooLarge;  /* raised with the bytes counted when the walk stopped */
+
+/* The walk with the GIL released, then the buffers as a dict; None when the walk gave up. The arguments: the
+ * request's bytes and the limit on its rows' bytes (None: no limit). */
+static PyObject *decode(PyObject *args, size_t size, size_t levels_at, ItemFn item,
+                        int (*to_dict)(PyObject *, void *), void (*release)(void *)) {
+    PyObject *data, *limit_arg = Py_None;
+    if (!PyArg_ParseTuple(args, "O|O", &data, &limit_arg)) return NULL;
+    uint64_t limit = UINT64_MAX;
+    if (limit_arg != Py_None) {
+        limit = PyLong_AsUnsignedLongLong(limit_arg);
+        if (PyErr_Occurred()) return NULL;
+    }
     Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return NULL;
     char *signal = calloc(1, size);
     if (!signal) { PyBuffer_Release(&view); return PyErr_NoMemory(); }
     Levels *levels = (Levels *)(signal + levels_at);
     Rd r = {(const uint8_t *)view.buf, (const uint8_t *)view.buf + view.len};
     int rc;
+    uint64_t counted;
     Py_BEGIN_ALLOW_THREADS
+    tally.bytes = tally.rows = 0;
+    tally.limit = limit;
     rc = request_walk(levels, r, item, signal);
+    if (rc == OK) rc = over_limit();
+    counted = tally.bytes;
+    tally.limit = UINT64_MAX;  /* what to_dict adds (a missing leading offset) is not the walk's to refuse */
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
     PyObject *out = NULL;
@@ -1143,7 +1228,10 @@ static PyObject *decode(PyObject *arg, size_t size, size_t levels_at, ItemFn ite
         out = PyDict_New();
         if (out && to_dict(out, signal)) Py_CLEAR(out);
     } else if (rc == NOMEM) PyErr_NoMemory();
-    else { Py_INCREF(Py_None); out = Py_None; }
+    else if (rc == TOO_LARGE) {
+        PyObject *n = PyLong_FromUnsignedLongLong(counted);
+        if (n) { PyErr_SetObject(TooLarge, n); Py_DECREF(n); }
+    } else { Py_INCREF(Py_None); out = Py_None; }
     release(signal);
     return out;
 }
@@ -1151,14 +1239,14 @@ static PyObject *decode(PyObject *arg, size_t size, size_t levels_at, ItemFn ite
 static void release_logs(void *signal) { logs_free(signal); }
 static void release_traces(void *signal) { traces_free(signal); }
 
-static PyObject *decode_logs(PyObject *self, PyObject *arg) {
+static PyObject *decode_logs(PyObject *self, PyObject *args) {
     (void)self;
-    return decode(arg, sizeof(Logs), offsetof(Logs, levels), log_record, logs_dict, release_logs);
+    return decode(args, sizeof(Logs), offsetof(Logs, levels), log_record, logs_dict, release_logs);
 }
 
-static PyObject *decode_traces(PyObject *self, PyObject *arg) {
+static PyObject *decode_traces(PyObject *self, PyObject *args) {
     (void)self;
-    return decode(arg, sizeof(Traces), offsetof(Traces, levels), span, traces_dict, release_traces);
+    return decode(args, sizeof(Traces), offsetof(Traces, levels), span, traces_dict, release_traces);
 }
 
 static void points_free(Points *P) {
@@ -1232,21 +1320,34 @@ static int metrics_dict(PyObject *d, void *signal) {
 
 static void release_metrics(void *signal) { metrics_free(signal); }
 
-static PyObject *decode_metrics(PyObject *self, PyObject *arg) {
+static PyObject *decode_metrics(PyObject *self, PyObject *args) {
     (void)self;
-    return decode(arg, sizeof(Metrics), offsetof(Metrics, levels), metric, metrics_dict, release_metrics);
+    return decode(args, sizeof(Metrics), offsetof(Metrics, levels), metric, metrics_dict, release_metrics);
 }
 
 static PyMethodDef methods[] = {
-    {"decode_logs", decode_logs, METH_O,
-     "ExportLogsServiceRequest bytes -> a dict of column buffers, or None to leave the request to ptars."},
-    {"decode_traces", decode_traces, METH_O,
-     "ExportTraceServiceRequest bytes -> a dict of column buffers, or None to leave the request to ptars."},
-    {"decode_metrics", decode_metrics, METH_O,
-     "ExportMetricsServiceRequest bytes -> a dict of column buffers, or None to leave the request to ptars."},
+    {"decode_logs", decode_logs, METH_VARARGS,
+     "(ExportLogsServiceRequest bytes, limit or None) -> a dict of column buffers, or None to leave the request "
+     "to ptars; TooLarge when the rows would take more than limit bytes."},
+    {"decode_traces", decode_traces, METH_VARARGS,
+     "(ExportTraceServiceRequest bytes, limit or None) -> a dict of column buffers, or None to leave the request "
+     "to ptars; TooLarge when the rows would take more than limit bytes."},
+    {"decode_metrics", decode_metrics, METH_VARARGS,
+     "(ExportMetricsServiceRequest bytes, limit or None) -> a dict of column buffers, or None to leave the "
+     "request to ptars; TooLarge when the rows would take more than limit bytes."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastpb", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__fastpb(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__fastpb(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    TooLarge = PyErr_NewException("otlp2parquet.convert._fastpb.TooLarge", NULL, NULL);
+    if (!TooLarge || PyModule_AddObjectRef(m, "TooLarge", TooLarge) < 0) {
+        Py_XDECREF(TooLarge);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

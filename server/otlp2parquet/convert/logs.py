@@ -17,8 +17,8 @@ from otlp2parquet.schemas import arrow_schema
 SCHEMA = arrow_schema("logs")
 
 
-def convert_logs(data: bytes) -> ConversionResult:
-    fast = _fast.convert_logs(data)  # the GIL released; None when off or for what it leaves to the code below
+def convert_logs(data: bytes, limit: int | None = None) -> ConversionResult:
+    fast = _fast.convert_logs(data, limit)  # the GIL released; None when off or for what it leaves to the code below
     if fast is not None:
         return fast
     request, repaired = decode("logs", data)

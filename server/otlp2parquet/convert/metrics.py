@@ -122,8 +122,8 @@ def _exemplar_checks(check: Validation, points: pa.Array) -> None:
     check.id_length(member(exemplars, "span_id"), 8, "exemplar span_id must be 0 or 8 bytes", owner)
 
 
-def convert_metrics(data: bytes) -> ConversionResult:
-    fast = _fast.convert_metrics(data)  # the GIL released; None when off or for what it leaves to the code below
+def convert_metrics(data: bytes, limit: int | None = None) -> ConversionResult:
+    fast = _fast.convert_metrics(data, limit)  # the GIL released; None when off or for what it leaves to the code below
     if fast is not None:
         return fast
     request, repaired = decode("metrics", data)

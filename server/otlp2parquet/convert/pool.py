@@ -89,8 +89,8 @@ def _start_worker(all_started: BarrierType, native_decode: bool) -> None:
     enable_native(native_decode)
 
 
-def _convert(signal_name: str, request: bytes) -> _Converted:
-    result = CONVERTERS[signal_name](request)
+def _convert(signal_name: str, request: bytes, limit: int | None) -> _Converted:
+    result = CONVERTERS[signal_name](request, limit)
     converted = _Converted({t: _ipc(b) for t, b in result.batches.items()}, result.accepted, result.rejected,
                            dict(result.reasons), result.warnings)
     del result
@@ -109,9 +109,10 @@ def _check_in() -> int:
 class ConversionPool:
     """`processes` workers converting requests; `convert` has the signature of the in-process converters."""
 
-    def __init__(self, processes: int, native_decode: bool = True) -> None:
+    def __init__(self, processes: int, native_decode: bool = True, limit: int | None = None) -> None:
         self.processes = processes
         self.native_decode = native_decode
+        self.limit = limit  # on a request's rows' bytes, as the in-process converters take it
         self._lock = threading.Lock()
         self._executor = self._new_executor()
 
@@ -134,7 +135,7 @@ class ConversionPool:
     def convert(self, signal_name: str, request: bytes) -> ConversionResult:
         executor = self._executor
         try:
-            converted = executor.submit(_convert, signal_name, request).result()
+            converted = executor.submit(_convert, signal_name, request, self.limit).result()
         except BrokenProcessPool as exc:
             self._replace(executor)
             raise ConverterLostError(f"a conversion worker exited while converting a {signal_name} request "

@@ -55,8 +55,8 @@ def _links(spans: pa.Array) -> pa.Array:
     return relist(lists, items, LINKS_TYPE)
 
 
-def convert_traces(data: bytes) -> ConversionResult:
-    fast = _fast.convert_traces(data)  # the GIL released; None when off or for what it leaves to the code below
+def convert_traces(data: bytes, limit: int | None = None) -> ConversionResult:
+    fast = _fast.convert_traces(data, limit)  # the GIL released; None when off or for what it leaves to the code below
     if fast is not None:
         return fast
     request, repaired = decode("traces", data)
