@@ -15,8 +15,8 @@
  *
  * The caller may pass a limit on the rows' bytes (the buffer's whole budget): the walk counts what the rows
  * will take, the resource, scope and metric columns once for each row that Python repeats them on, and raises
- * TooLarge as soon as the count passes the limit. A request of many tiny records under one large resource
- * would otherwise become gigabytes of rows; this way it costs no more than the limit to refuse.
+ * TooLarge once the count has passed the limit (see `tally`). A request of many tiny records under one large
+ * resource would otherwise become gigabytes of rows; this way it costs little more than the limit to refuse.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -687,7 +687,6 @@ typedef struct {
 } Metrics;
 
 static int put_f64(Buf *b, double v) { return put(b, &v, 8); }
-static int put_u8(Buf *b, uint8_t v) { return put(b, &v, 1); }
 /* Whether an optional value was sent: Python makes a validity bitmap of these bytes, or drops them. */
 static int put_valid(Buf *b, int present) { uint8_t v = present != 0; return put_aux(b, &v, 1); }
 
@@ -979,7 +978,6 @@ typedef int (*PointFn)(Points *, Rd, int32_t);
 static const PointFn POINTS[KINDS] = {number_point, number_point, histogram_point, exponential_point, summary_point};
 static const uint32_t KIND_FIELD[KINDS] = {5, 7, 9, 10, 11};  /* Metric's data oneof */
 
-/* The metric's data message: 1 its points; 2 the aggregation temporality and 3 monotonicity where it has them. */
 /* Written after the points, so not counted (their rows' copies would be): the count stays below the rows. */
 static int metric_kind(Metrics *M, int32_t temporality, int monotonic) {
     uint8_t flag = monotonic != 0;
@@ -987,6 +985,7 @@ static int metric_kind(Metrics *M, int32_t temporality, int monotonic) {
     return put_aux(&M->monotonic, &flag, 1);
 }
 
+/* The metric's data message: 1 its points; 2 the aggregation temporality and 3 monotonicity where it has them. */
 static int metric_data(Metrics *M, int kind, Rd r, int32_t metric) {
     uint64_t seen = 0, v;
     uint32_t num; int wt;
