@@ -37,6 +37,7 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from multiprocessing.synchronize import Barrier as BarrierType
+from typing import NamedTuple
 
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
@@ -123,9 +124,23 @@ def _sender(address: str, signal_name: str, payloads: list[bytes], items: int, s
     queue.put(Outcome(codes, latencies, accepted, time.process_time()))
 
 
-def _stat_ticks(pid: int, reaped: bool) -> int:
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:15 if reaped else 13])
+class Usage(NamedTuple):
+    """What a process has cost so far; the kernel's share and the page faults show where a change acts."""
+    cpu_s: float
+    system_s: float
+    minor_faults: int
+
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(self.cpu_s - other.cpu_s, self.system_s - other.system_s, self.minor_faults - other.minor_faults)
+
+
+def _stat(pid: int, reaped: bool) -> tuple[int, int, int]:
+    """(user ticks, system ticks, minor faults), with those of the reaped children if `reaped`."""
+    fields = [int(f) for f in pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7:15]]
+    minflt, cminflt, utime, stime, cutime, cstime = fields[0], fields[1], *fields[4:8]
+    if reaped:
+        return utime + cutime, stime + cstime, minflt + cminflt
+    return utime, stime, minflt
 
 
 def _children(pid: int) -> list[int]:
@@ -135,13 +150,15 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _cpu_seconds(pid: int) -> float:
+def _usage(pid: int) -> Usage:
     """User+system CPU of `pid`, of the children it has reaped and of those still running (conversion workers)."""
-    ticks = _stat_ticks(pid, reaped=True)
+    user, system, faults = _stat(pid, reaped=True)
     for child in _children(pid):
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # exited in between: counted once reaped
-            ticks += _stat_ticks(child, reaped=False)
-    return ticks / os.sysconf("SC_CLK_TCK")
+            more = _stat(child, reaped=False)
+            user, system, faults = user + more[0], system + more[1], faults + more[2]
+    tick = os.sysconf("SC_CLK_TCK")
+    return Usage((user + system) / tick, system / tick, faults)
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -228,17 +245,17 @@ class Target:
             time.sleep(0.1)
         raise TimeoutError(f"nothing listens on {self.address}")
 
-    def stop(self) -> tuple[float, float]:
-        """SIGTERM, then sample CPU and peak RSS until exit (a final flush counts): (CPU-s, peak RSS MiB).
+    def stop(self) -> tuple[Usage, float]:
+        """SIGTERM, then sample CPU and peak RSS until exit (a final flush counts): (usage, peak RSS MiB).
 
         Both include the conversion workers: their CPU once the server has reaped them, and their RSS as the sum
         of each process's peak, an upper bound (the peaks need not coincide, and shared pages count twice)."""
-        cpu = _cpu_seconds(self.proc.pid)
+        usage = _usage(self.proc.pid)
         rss = _peak_rss_mib(self.proc.pid)
         self.proc.send_signal(signal.SIGTERM)
         while self.proc.poll() is None:
             try:
-                cpu, last = _cpu_seconds(self.proc.pid), _peak_rss_mib(self.proc.pid)
+                usage, last = _usage(self.proc.pid), _peak_rss_mib(self.proc.pid)
             except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
                 break
             rss = max(rss, last) if last == last else rss  # a zombie has no VmHWM any more
@@ -246,7 +263,7 @@ class Target:
         self.proc.wait()
         self._sampling.join()
         self._log.close()
-        return cpu, rss + sum(self._child_peaks.values())
+        return usage, rss + sum(self._child_peaks.values())
 
 
 def _sidecar(base: pathlib.Path, settings: list[str], cpus: int = 0) -> Target:
@@ -347,20 +364,21 @@ def run(signal_name: str, items: int, seconds: float, settings: list[str], proce
     rotel-agent's blackhole exporter."""
     base = pathlib.Path(tempfile.mkdtemp(prefix="otlp2parquet-bench-"))
     process = _sidecar(base, settings, cpus) if target == "sidecar" else _rotel(base)
-    cpu_before = _cpu_seconds(process.proc.pid)
+    before = _usage(process.proc.pid)
     outcomes, started = _load(process.address, signal_name, items, seconds, processes, threads, rate,
                               distinct_items)
     load_done = time.monotonic()
     within, long_pauses = (sidecar_latency(process.metrics_address, signal_name, LATENCY_TARGET_S)
                            if process.metrics_address else (float("nan"), -1))
-    cpu_final, peak_rss = process.stop()
+    final, peak_rss = process.stop()
     finished = time.monotonic()
     codes = sum((o.codes for o in outcomes), Counter())
     latencies = sorted(lat for o in outcomes for lat in o.latencies)
     accepted = sum(o.accepted_items for o in outcomes)
     quantile = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [float("nan")] * 99
     tables = _tables(base, signal_name) if target == "sidecar" else Tables(accepted, 0, {})
-    cpu = max(cpu_final - cpu_before, 1e-9)
+    usage = final - before
+    cpu = max(usage.cpu_s, 1e-9)
     minutes = (finished - started) / 60
     return {
         "target": target,
@@ -373,6 +391,8 @@ def run(signal_name: str, items: int, seconds: float, settings: list[str], proce
         "committed_per_s": tables.rows / (finished - started),
         "items_per_cpu_s": tables.rows / cpu,
         "cpu_s": cpu,
+        "system_share": usage.system_s / cpu,
+        "faults_per_item": usage.minor_faults / tables.rows if tables.rows else float("nan"),
         "p50_ms": quantile[49] * 1000,
         "p99_ms": quantile[98] * 1000,
         "sidecar_within_target": within,
@@ -387,9 +407,9 @@ def run(signal_name: str, items: int, seconds: float, settings: list[str], proce
 
 
 COLUMNS = ["target", "configuration", "offered", "accepted items/s", "committed rows/s", "items per CPU-s", "p50 ms",
-           "p99 ms", "answered in the sidecar within 50 ms", "GC pauses over 25 ms", "peak RSS MiB",
-           "bytes/item on disk", "commits/table/min (max)", "committed / acked",
-           "status codes", "load generator cores"]
+           "p99 ms", "system CPU share", "page faults per item", "answered in the sidecar within 50 ms",
+           "GC pauses over 25 ms", "peak RSS MiB", "bytes/item on disk", "commits/table/min (max)",
+           "committed / acked", "status codes", "load generator cores"]
 HEADER = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS)
 
 
@@ -400,7 +420,8 @@ def _share(value: float) -> str:
 def line(r: dict) -> str:
     cells = [r["target"], r["settings"], f"{r['rate']:,.0f}/s" if r["rate"] else "max", f"{r['accepted_per_s']:,.0f}",
              f"{r['committed_per_s']:,.0f}", f"{r['items_per_cpu_s']:,.0f}", f"{r['p50_ms']:.1f}",
-             f"{r['p99_ms']:.1f}", _share(r["sidecar_within_target"]),
+             f"{r['p99_ms']:.1f}", f"{r['system_share']:.1%}", f"{r['faults_per_item']:.2f}",
+             _share(r["sidecar_within_target"]),
              "-" if r["long_gc_pauses"] < 0 else str(r["long_gc_pauses"]), f"{r['peak_rss_mib']:.0f}",
              f"{r['bytes_per_item']:.1f}",
              f"{r['commits_per_table_per_min']:.1f}", f"{r['committed_rows']:,} / {r['accepted_items']:,}",

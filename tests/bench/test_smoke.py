@@ -44,6 +44,7 @@ def test_load_harness_commits_every_acknowledged_item() -> None:
     assert result["peak_rss_mib"] > 50 and result["bytes_per_item"] > 0 and result["commits_per_table_per_min"] > 0
     assert 0 <= result["sidecar_within_target"] <= 1, "read from the sidecar's export histogram (nan if missing)"
     assert result["long_gc_pauses"] >= 0, "read from the sidecar's GC pause histogram (-1 if missing)"
+    assert 0 < result["system_share"] < 1 and result["faults_per_item"] > 0, "read from the sidecar's /proc stat"
 
 
 @pytest.mark.integration
