@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from otlp2parquet import __version__, memory
+from otlp2parquet import __version__
 from otlp2parquet.config import Settings, load_settings, redacted, to_toml
 from otlp2parquet.errors import CatalogError, ConfigError
 from otlp2parquet.maintenance import Plan, maintain, parse_duration
@@ -153,8 +153,6 @@ def _settle_heap(telemetry: Telemetry) -> Callable[[], None]:
 def serve(settings: Settings) -> int:
     from otlp2parquet.service import Service
 
-    logging.getLogger("otlp2parquet").info("heap on transparent huge pages: %s",
-                                           "asked for" if memory.huge_pages() else "no")
     service = Service(settings)
     wait_for_stop = _stop_signals()
     service.start()
@@ -212,8 +210,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             sys.stdout.write(to_toml(redacted(settings)))
             return 0
-        if args.command == "serve" and argv is None and settings.server.huge_pages:
-            memory.restart_with_huge_pages()  # only as the program itself: a caller's process is not replaced
         setup_logging(settings)
         if args.command == "maintain":
             plan = _plan(args)

@@ -85,9 +85,6 @@ class ServerSettings(_Section):
                                     "goes back to the OS at once and exports are refused (UNAVAILABLE) until RSS "
                                     "is below it again; keep it under the container's memory limit; 0: off")
     grace_s: float = Field(10.0, ge=0, description="how long in-flight exports may finish at shutdown")
-    huge_pages: bool = Field(True, description="`serve` restarts itself once with GLIBC_TUNABLES="
-                             "glibc.malloc.hugetlb=1, so the heap takes transparent huge pages (fewer page faults; "
-                             "glibc, THP not `never`); false: glibc's default, or whatever GLIBC_TUNABLES says")
 
     _listen = field_validator("listen")(lambda value: _host_port(value))
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import sys
 import time
-from collections.abc import Mapping
 
 _M_ARENA_MAX = -8
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -37,47 +35,6 @@ def configure() -> None:
                 libc.mallopt(_M_ARENA_MAX, 2)
     except OSError:
         _libc = None
-
-
-_HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb"
-_RESTARTED = "_OTLP2PARQUET_RESTARTED"  # not a setting (those start with OTLP2PARQUET_); no second restart
-THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"
-
-
-def huge_pages_environment(environ: Mapping[str, str], thp_mode: str = THP_MODE) -> dict[str, str] | None:
-    """The environment under which glibc's malloc asks the kernel for transparent huge pages, or None when a
-    restart would gain nothing: not glibc, the kernel's THP off, already restarted, or GLIBC_TUNABLES already
-    names the tunable (the operator's value stands).
-
-    Arrow's buffers come from malloc, and page faults on their fresh 4 KiB pages were much of the sidecar's
-    kernel time (docs/design.md items 13 and 14). glibc reads its tunables only at process start.
-    """
-    tunables = environ.get("GLIBC_TUNABLES", "")
-    if _libc is None or _RESTARTED in environ or _HUGE_PAGES_TUNABLE in tunables:
-        return None
-    try:
-        with open(thp_mode) as mode:
-            if "[never]" in mode.read():
-                return None
-    except OSError:  # no THP in this kernel, or /sys not mounted
-        return None
-    return {**environ, "GLIBC_TUNABLES": ":".join([*filter(None, tunables.split(":")),
-                                                   f"{_HUGE_PAGES_TUNABLE}=1"]), _RESTARTED: "1"}
-
-
-def restart_with_huge_pages() -> None:
-    """Replace this process (same pid, arguments and interpreter flags) with one whose heap uses huge pages;
-    returns only when there is nothing to gain. Call before any thread or file that must survive is made."""
-    environ = huge_pages_environment(os.environ)
-    if environ is not None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environ)
-
-
-def huge_pages() -> bool:
-    """Whether this process's malloc was started with huge pages asked for."""
-    return _libc is not None and f"{_HUGE_PAGES_TUNABLE}=1" in os.environ.get("GLIBC_TUNABLES", "")
 
 
 def rss_bytes() -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pathlib
 import time
 from collections.abc import Callable
 
@@ -17,7 +16,6 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from bench.load import METHODS
 from bench.workload import requests
-from otlp2parquet import memory
 from tests.integration.server import ServerProcess
 from tests.waiting import wait_for
 
@@ -184,38 +182,3 @@ def test_sigterm_with_unwritable_data_exits_non_zero(start_server: Callable[...,
     (server.base / "logs").write_text("a file where the logs directory must go")
     assert server.stop() == 1
     assert "exiting with unwritten data" in server.log()
-
-
-def _proc_environ(pid: int) -> dict[str, str]:
-    entries = pathlib.Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
-    return dict(entry.split("=", 1) for entry in entries if "=" in entry)
-
-
-def _huge_page_bytes(pid: int) -> int:
-    for line in pathlib.Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("AnonHugePages:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no AnonHugePages line in smaps_rollup")
-
-
-def test_serve_restarts_itself_once_so_that_its_heap_takes_huge_pages(tmp_path: pathlib.Path) -> None:
-    thp = pathlib.Path(memory.THP_MODE)
-    kernel_offers = thp.exists() and "[never]" not in thp.read_text()
-    server = ServerProcess(tmp_path / "on")
-    try:
-        tunables = _proc_environ(server.proc.pid).get("GLIBC_TUNABLES", "")  # execve kept the pid
-        if kernel_offers:
-            assert "glibc.malloc.hugetlb=1" in tunables
-            assert "heap on transparent huge pages: asked for" in server.log()
-            assert _huge_page_bytes(server.proc.pid) > 0, "the restarted heap holds no huge page"
-            assert server.log().count("serving OTLP/gRPC") == 1, "restarted more than once, or after it had started"
-        else:  # this kernel has no THP to give: a restart would gain nothing
-            assert "hugetlb" not in tunables and "heap on transparent huge pages: no" in server.log()
-    finally:
-        assert server.stop() == 0
-    off = ServerProcess(tmp_path / "off", env={"OTLP2PARQUET_SERVER__HUGE_PAGES": "false"})
-    try:
-        assert "hugetlb" not in _proc_environ(off.proc.pid).get("GLIBC_TUNABLES", "")
-        assert "heap on transparent huge pages: no" in off.log()
-    finally:
-        assert off.stop() == 0
