@@ -1,9 +1,13 @@
-"""Servicer tests without sockets (grpcio-testing): every status-code path of Export."""
+"""Servicer tests without sockets (grpcio-testing): every status-code path of Export; and, over a socket, what
+the server reads of a request it refuses."""
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
+import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import grpc_testing
@@ -41,7 +45,9 @@ def _server(receiver: Receiver) -> grpc_testing.Server:
 
 def _export(receiver: Receiver, signal: str, payload: bytes) -> tuple[object, tuple, grpc.StatusCode, str]:
     method = DESCRIPTORS[signal].methods_by_name["Export"]
-    rpc = _server(receiver).invoke_unary_unary(method, (), payload, None)
+    rpc = _server(receiver).invoke_stream_unary(method, (), None)  # how the receiver serves Export; same wire
+    rpc.send_request(payload)
+    rpc.requests_closed()
     return rpc.termination()
 
 
@@ -113,6 +119,79 @@ def test_full_buffer_gets_unavailable_with_retry_info() -> None:
     assert "high-water" in details
     assert _retry_delay(receiver, "logs", payload) == 3.5
     assert receiver.buffer.stats() == before
+
+
+class _CountingProxy:
+    """Forwards TCP connections to `port`, counting the bytes that go towards it: what the server took in."""
+
+    def __init__(self, port: int) -> None:
+        self.target, self.forwarded = port, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, towards_server: bool) -> None:
+        try:
+            while data := source.recv(1 << 16):
+                sink.sendall(data)
+                if towards_server:
+                    self.forwarded += len(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):  # the other direction got there first
+                    end.shutdown(socket.SHUT_RDWR)
+
+
+def _export_over_socket(receiver: Receiver, payload: bytes) -> tuple[grpc.StatusCode, float, int]:
+    """Export `payload` as logs through a real server: (code, RetryInfo delay or 0, bytes the server took in)."""
+    server = grpc.server(ThreadPoolExecutor(2), handlers=receiver.generic_handlers(),
+                         options=[("grpc.max_receive_message_length", 64 << 20)])
+    proxy = _CountingProxy(server.add_insecure_port("127.0.0.1:0"))
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{proxy.port}",
+                                   options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+            try:
+                channel.unary_unary(f"/{DESCRIPTORS['logs'].full_name}/Export")(payload, timeout=30)
+                return grpc.StatusCode.OK, 0.0, proxy.forwarded
+            except grpc.RpcError as exc:
+                details = dict(exc.trailing_metadata() or ()).get("grpc-status-details-bin")
+                info = error_details_pb2.RetryInfo()
+                for detail in status_pb2.Status.FromString(details or b"").details:
+                    assert detail.Unpack(info)
+                return exc.code(), info.retry_delay.seconds + info.retry_delay.nanos / 1e9, proxy.forwarded
+    finally:
+        server.stop(0)
+        proxy.listener.close()
+
+
+def test_a_refused_export_is_not_read_off_the_socket() -> None:
+    """A saturated sidecar refuses most exports; taking each one in before refusing it cost the server more
+    CPU than the refusal (docs/design.md item 15)."""
+    receiver = _receiver(memory_budget_bytes=2_000_000, high_water_fraction=0.5)
+    payload = next(requests("logs", 50, 1))
+    while receiver.buffer.accepting():
+        logs = next(svc for svc in SERVICES if svc.signal == "logs")
+        assert isinstance(receiver.handle(logs, payload), logs_service_pb2.ExportLogsServiceResponse)
+    big = b"\xff" * (32 << 20)  # not a request at all, which only reading it would find
+    code, delay, forwarded = _export_over_socket(receiver, big)
+    assert code is grpc.StatusCode.UNAVAILABLE and delay == 3.5
+    assert forwarded < len(big) // 4, f"the server took in {forwarded} bytes of a request it refused"
+    # With room, the same request is read whole, and found to be no OTLP request.
+    code, _, forwarded = _export_over_socket(_receiver(), big)
+    assert code is grpc.StatusCode.INVALID_ARGUMENT and forwarded >= len(big)
 
 
 def _rows_bytes(signal: str, payload: bytes) -> int:

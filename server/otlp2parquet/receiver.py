@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -149,19 +149,35 @@ class Receiver:
 
     def handle(self, svc: SignalService, request: bytes) -> Outcome:
         """The outcome of one Export: a response message or a status to abort with. Never raises."""
+        return self.handle_unread(svc, iter((request,)))
+
+    def handle_unread(self, svc: SignalService, messages: Iterator[bytes]) -> Outcome:
+        """`handle`, reading the request from `messages` only once it is admitted: gRPC has then taken in no
+        more of a refused request than its flow-control window, and made no copy of it (docs/design.md item
+        15). A saturated sidecar refuses most exports."""
         started = time.perf_counter()
-        outcome = self._answer(svc, request)
+        outcome = self._refusal(svc)
+        if outcome is None:
+            request = next(messages, None)
+            if request is None:  # a client that streamed no message; a unary client cannot
+                outcome = self._refused(svc, "invalid", invalid_argument("the call carried no request message"))
+            else:
+                self.telemetry.request_size.labels(svc.signal).observe(len(request))
+                outcome = self._answer(svc, request)
         self.telemetry.export_duration.labels(svc.signal).observe(time.perf_counter() - started)
         return outcome
 
-    def _answer(self, svc: SignalService, request: bytes) -> Outcome:
+    def _refusal(self, svc: SignalService) -> grpc.Status | None:
+        """UNAVAILABLE if no request of any size could be taken now (shutdown, a full buffer), else None."""
+        if self.shutting_down:
+            return self._refused(svc, "shutdown", unavailable("shutting down", self.retry_after_s))
         try:
-            self.telemetry.request_size.labels(svc.signal).observe(len(request))
-            if self.shutting_down:
-                return self._refused(svc, "shutdown", unavailable("shutting down", self.retry_after_s))
             self.buffer.admit()
         except BufferFullError as exc:
             return self._refused(svc, "throttled", unavailable(str(exc), exc.retry_after_s))
+        return None
+
+    def _answer(self, svc: SignalService, request: bytes) -> Outcome:
         mine = _Queued(svc, request)
         group = self._take_slot(mine)
         if group:
@@ -298,9 +314,9 @@ class Receiver:
                                               "rejected": result.rejected, "reason": message})
         return svc.response(partial_success=svc.partial(result.rejected, message))
 
-    def export_function(self, svc: SignalService) -> Callable[[bytes, grpc.ServicerContext], Message]:
-        def export(request: bytes, context: grpc.ServicerContext) -> Message:
-            outcome = self.handle(svc, request)
+    def export_function(self, svc: SignalService) -> Callable[[Iterator[bytes], grpc.ServicerContext], Message]:
+        def export(messages: Iterator[bytes], context: grpc.ServicerContext) -> Message:
+            outcome = self.handle_unread(svc, messages)
             if isinstance(outcome, Message):
                 return outcome
             # What abort_with_status does, spelled out: the rich status travels in the trailers.
@@ -311,9 +327,10 @@ class Receiver:
         return export
 
     def method_handler(self, svc: SignalService) -> grpc.RpcMethodHandler:
-        # No request deserializer: the handler gets the raw bytes and the converter parses them once.
-        return grpc.unary_unary_rpc_method_handler(self.export_function(svc),
-                                                   response_serializer=lambda m: m.SerializeToString())
+        # Served as client-streaming, the same as unary on the wire, so that the handler runs before the request
+        # is read (see `handle_unread`). No request deserializer: the converter parses the raw bytes once.
+        return grpc.stream_unary_rpc_method_handler(self.export_function(svc),
+                                                    response_serializer=lambda m: m.SerializeToString())
 
     def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
         return [grpc.method_handlers_generic_handler(svc.service, {"Export": self.method_handler(svc)})
