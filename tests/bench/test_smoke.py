@@ -143,3 +143,12 @@ def test_disk_benchmark_accounts_for_every_column_of_the_file() -> None:
     assert rows == 400
     assert {"Timestamp", "SpanId", "SpanAttributes.key_value.value"} <= set(sizes)
     assert all(size > 0 for size in sizes.values())
+
+
+def test_refusal_benchmark_measures_both_handlers_against_a_refusing_server() -> None:
+    out = subprocess.run([sys.executable, "-m", "bench.refusal_bench", "--megabytes", "1", "--requests", "8",
+                          "--rounds", "1"], cwd=ROOT, check=True, capture_output=True, text=True, timeout=300).stdout
+    rows = {line.split(" | ")[0].removeprefix("| "): line.split(" | ")[1] for line in out.splitlines()
+            if line.startswith("| ") and "CPU" not in line}
+    assert set(rows) == {"read first (unary)", "refused unread (the receiver's)"}, out
+    assert all(float(value.rstrip(" |")) >= 0 for value in rows.values()), out
