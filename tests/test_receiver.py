@@ -7,6 +7,7 @@ import contextlib
 import pathlib
 import socket
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -436,3 +437,19 @@ def test_a_conversion_does_not_wait_for_another_request_s_wal_sync(tmp_path: pat
     assert all(isinstance(o, logs_service_pb2.ExportLogsServiceResponse) for o in outcomes)
     assert receiver.buffer.stats()["logs"][0] == 20
     wal.close()
+
+
+def test_a_call_that_ends_before_its_request_is_read_is_answered_not_raised() -> None:
+    """gRPC's request iterator raises when the client cancels or its deadline passes while the handler waits
+    for the request; an exception leaving the handler would be logged as a crash and answered UNKNOWN."""
+    def ended() -> Iterator[bytes]:
+        raise grpc.RpcError()
+        yield b""  # a generator: it raises at the first next()
+
+    receiver = _receiver()
+    logs = next(svc for svc in SERVICES if svc.signal == "logs")
+    outcome = receiver.handle_unread(logs, ended())
+    assert isinstance(outcome, grpc.Status) and outcome.code is grpc.StatusCode.UNAVAILABLE
+    assert receiver.telemetry.registry.get_sample_value("otlp2parquet_receiver_refused_requests_total",
+                                                        {"signal": "logs", "reason": "cancelled"}) == 1
+    assert receiver.buffer.used_bytes == 0

@@ -156,16 +156,22 @@ class Receiver:
         more of a refused request than its flow-control window, and made no copy of it (docs/design.md item
         15). A saturated sidecar refuses most exports."""
         started = time.perf_counter()
-        outcome = self._refusal(svc)
-        if outcome is None:
-            request = next(messages, None)
-            if request is None:  # a client that streamed no message; a unary client cannot
-                outcome = self._refused(svc, "invalid", invalid_argument("the call carried no request message"))
-            else:
-                self.telemetry.request_size.labels(svc.signal).observe(len(request))
-                outcome = self._answer(svc, request)
+        outcome = self._refusal(svc) or self._read(svc, messages)
+        if not isinstance(outcome, grpc.Status):
+            outcome = self._answer(svc, outcome)
         self.telemetry.export_duration.labels(svc.signal).observe(time.perf_counter() - started)
         return outcome
+
+    def _read(self, svc: SignalService, messages: Iterator[bytes]) -> bytes | grpc.Status:
+        try:
+            request = next(messages, None)
+        except grpc.RpcError:  # the client cancelled, or its deadline passed, before the request was in
+            return self._refused(svc, "cancelled", unavailable("the call ended before its request was read",
+                                                               self.retry_after_s))
+        if request is None:  # a client that streamed no message; a unary client cannot
+            return self._refused(svc, "invalid", invalid_argument("the call carried no request message"))
+        self.telemetry.request_size.labels(svc.signal).observe(len(request))
+        return request
 
     def _refusal(self, svc: SignalService) -> grpc.Status | None:
         """UNAVAILABLE if no request of any size could be taken now (shutdown, a full buffer), else None."""
