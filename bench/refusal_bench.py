@@ -5,7 +5,8 @@
 At saturation most exports are refused (UNAVAILABLE) and come back later, so the cost of a refusal is paid
 many times over. The receiver serves Export client-streaming to refuse before reading; "read first" is the
 same receiver behind a unary handler, which gRPC calls only once the whole request is in. A spawned client
-process sends the requests (four threads) to a real server whose buffer is full; only the server's CPU counts.
+process sends the requests (four threads) to a real server that refuses them all (shutting down, checked
+where a full buffer is); only the server's CPU counts.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from otlp2parquet.config import BufferSettings, WalSettings
 from otlp2parquet.convert import CONVERTERS, ConversionResult
 from otlp2parquet.receiver import SERVICES, Outcome, Receiver
 from otlp2parquet.wal import WriteAheadLog
+from tests.integration.server import retry_info
 from tests.otlp import swollen
 from tests.waiting import wait_for
 
@@ -155,8 +156,8 @@ class _CountingProxy:
                     end.shutdown(socket.SHUT_RDWR)
 
 
-def _export_over_socket(receiver: Receiver, payload: bytes) -> tuple[grpc.StatusCode, float, int]:
-    """Export `payload` as logs through a real server: (code, RetryInfo delay or 0, bytes the server took in)."""
+def _export_over_socket(receiver: Receiver, payload: bytes) -> tuple[grpc.RpcError | None, int]:
+    """Export `payload` as logs through a real server: (the error, if any; bytes the server took in)."""
     server = grpc.server(ThreadPoolExecutor(2), handlers=receiver.generic_handlers(),
                          options=[("grpc.max_receive_message_length", 64 << 20)])
     proxy = _CountingProxy(server.add_insecure_port("127.0.0.1:0"))
@@ -166,13 +167,9 @@ def _export_over_socket(receiver: Receiver, payload: bytes) -> tuple[grpc.Status
                                    options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
             try:
                 channel.unary_unary(f"/{DESCRIPTORS['logs'].full_name}/Export")(payload, timeout=30)
-                return grpc.StatusCode.OK, 0.0, proxy.forwarded
+                return None, proxy.forwarded
             except grpc.RpcError as exc:
-                details = dict(exc.trailing_metadata() or ()).get("grpc-status-details-bin")
-                info = error_details_pb2.RetryInfo()
-                for detail in status_pb2.Status.FromString(details or b"").details:
-                    assert detail.Unpack(info)
-                return exc.code(), info.retry_delay.seconds + info.retry_delay.nanos / 1e9, proxy.forwarded
+                return exc, proxy.forwarded
     finally:
         server.stop(0)
         proxy.listener.close()
@@ -183,16 +180,17 @@ def test_a_refused_export_is_not_read_off_the_socket() -> None:
     CPU than the refusal (docs/design.md item 15)."""
     receiver = _receiver(memory_budget_bytes=2_000_000, high_water_fraction=0.5)
     payload = next(requests("logs", 50, 1))
+    logs = next(svc for svc in SERVICES if svc.signal == "logs")
     while receiver.buffer.accepting():
-        logs = next(svc for svc in SERVICES if svc.signal == "logs")
         assert isinstance(receiver.handle(logs, payload), logs_service_pb2.ExportLogsServiceResponse)
     big = b"\xff" * (32 << 20)  # not a request at all, which only reading it would find
-    code, delay, forwarded = _export_over_socket(receiver, big)
-    assert code is grpc.StatusCode.UNAVAILABLE and delay == 3.5
+    error, forwarded = _export_over_socket(receiver, big)
+    assert error is not None and error.code() is grpc.StatusCode.UNAVAILABLE
+    assert retry_info(error).retry_delay.ToTimedelta().total_seconds() == 3.5
     assert forwarded < len(big) // 4, f"the server took in {forwarded} bytes of a request it refused"
     # With room, the same request is read whole, and found to be no OTLP request.
-    code, _, forwarded = _export_over_socket(_receiver(), big)
-    assert code is grpc.StatusCode.INVALID_ARGUMENT and forwarded >= len(big)
+    error, forwarded = _export_over_socket(_receiver(), big)
+    assert error is not None and error.code() is grpc.StatusCode.INVALID_ARGUMENT and forwarded >= len(big)
 
 
 def _rows_bytes(signal: str, payload: bytes) -> int:

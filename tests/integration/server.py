@@ -14,6 +14,7 @@ import urllib.request
 from typing import Any
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 from pyiceberg.catalog.sql import SqlCatalog
@@ -38,6 +39,14 @@ def wait_serving(address: str, proc: subprocess.Popen, log_path: pathlib.Path, s
                 pass
             time.sleep(0.1)
     raise TimeoutError(f"health never became {status}:\n{log_path.read_text()}")
+
+
+def retry_info(error: grpc.RpcError) -> error_details_pb2.RetryInfo:
+    """The RetryInfo an UNAVAILABLE answer carries in its rich status (trailers); fails if there is none."""
+    status = status_pb2.Status.FromString(dict(error.trailing_metadata())["grpc-status-details-bin"])
+    info = error_details_pb2.RetryInfo()
+    assert status.details[0].Unpack(info)
+    return info
 
 
 def clean_environ(*prefixes: str) -> dict[str, str]:

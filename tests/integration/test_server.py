@@ -8,7 +8,7 @@ from collections.abc import Callable
 import grpc
 import pyarrow.parquet as pq
 import pytest
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import status_pb2
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from bench.load import METHODS
 from bench.workload import requests
-from tests.integration.server import ServerProcess
+from tests.integration.server import ServerProcess, retry_info
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -29,14 +29,6 @@ def export(server: ServerProcess, method: str, payload: bytes, **kwargs: object)
                      else logs_service_pb2.ExportLogsServiceResponse)
     call = server.channel.unary_unary(method, response_deserializer=response_type.FromString)
     return call(payload, timeout=10, **kwargs)
-
-
-def retry_info(error: grpc.RpcError) -> error_details_pb2.RetryInfo:
-    """The RetryInfo an UNAVAILABLE answer carries in its rich status (trailers); fails if there is none."""
-    status = status_pb2.Status.FromString(dict(error.trailing_metadata())["grpc-status-details-bin"])
-    info = error_details_pb2.RetryInfo()
-    assert status.details[0].Unpack(info)
-    return info
 
 
 def rows_committed(server: ServerProcess, table: str) -> int:
