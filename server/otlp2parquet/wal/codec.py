@@ -23,10 +23,12 @@ class Record:
     payload: bytes
 
 
-def encode(lsn: int, signal: str, payload: bytes) -> bytes:
+def header(lsn: int, signal: str, payload: bytes) -> bytes:
+    """The record's header; the payload follows it as it is. (Appending the two costs a copy of every request
+    the receiver logs, 1.5-1.9 % of a saturated sidecar's CPU in perf samples, ad hoc.)"""
     code = SIGNALS.index(signal)
     crc = zlib.crc32(payload, zlib.crc32(struct.pack("<QB", lsn, code)))
-    return HEADER.pack(len(payload), crc, lsn, code) + payload
+    return HEADER.pack(len(payload), crc, lsn, code)
 
 
 class TornRecord(Exception):

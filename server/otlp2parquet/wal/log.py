@@ -17,7 +17,7 @@ from typing import BinaryIO
 from otlp2parquet.config import WalSettings
 from otlp2parquet.disk import fsync_path
 from otlp2parquet.errors import WalError
-from otlp2parquet.wal.codec import HEADER, SEGMENT_MAGIC, Record, TornRecord, decode, encode, payload_length
+from otlp2parquet.wal.codec import HEADER, SEGMENT_MAGIC, Record, TornRecord, decode, header, payload_length
 
 log = logging.getLogger(__name__)
 SUFFIX = ".wal"
@@ -127,21 +127,23 @@ class WriteAheadLog:
             if self._file is None:
                 raise WalError("the WAL is closed")
             lsn = self.last_lsn + 1
-            data = encode(lsn, signal, payload)
+            head = header(lsn, signal, payload)
+            size = len(head) + len(payload)
             try:
-                if self._size + len(data) > self.settings.segment_bytes and \
+                if self._size + size > self.settings.segment_bytes and \
                         self._segment_last >= self._segment_first:  # full, and holds at least one record
                     self._roll()
                 try:
-                    written = 0
-                    while written < len(data):  # an unbuffered write may be short (O_APPEND: at the end)
-                        written += self._file.write(memoryview(data)[written:])
+                    for part in (head, payload):
+                        view, written = memoryview(part), 0
+                        while written < len(view):  # an unbuffered write may be short (O_APPEND: at the end)
+                            written += self._file.write(view[written:])
                 except OSError:
                     self._file.truncate(self._size)  # no partial record may stay behind a later good one
                     raise
             except OSError as exc:
                 raise WalError(f"cannot write the WAL in {self.dir}: {exc}") from exc
-            self._size += len(data)
+            self._size += size
             self.last_lsn = self._segment_last = lsn
             return lsn
 
