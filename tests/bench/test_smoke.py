@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from bench import results
 from bench.convert_bench import rate
 from bench.cost_bench import costs
 from bench.disk_bench import bytes_by_column
@@ -27,6 +28,16 @@ def test_cost_benchmark_splits_an_items_cpu_into_our_steps() -> None:
     assert set(per_item) == {"convert (decode + flatten)", "WAL record header (checksum)", "sort the flush",
                              "encode Parquet (zstd, dictionaries, statistics)"}
     assert per_item["convert (decode + flatten)"] > 0 and per_item["sort the flush"] > 0
+
+
+def test_a_recorded_result_names_the_commit_it_ran_on(tmp_path: pathlib.Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(results, "RESULTS", tmp_path / "RESULTS.md")
+    results.append("A run", "python -m bench.example", "a setup", ["| a |", "|---|"])
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    code = [line for line in (tmp_path / "RESULTS.md").read_text().splitlines() if line.startswith("- code: ")]
+    assert len(code) == 1 and code[0].split()[2] == head, code
 
 
 def test_conversion_benchmark_measures_a_rate() -> None:
