@@ -152,3 +152,30 @@ def test_disk_full_raises_and_leaves_no_partial_record(tmp_path: pathlib.Path) -
     again = _wal(tmp_path)
     assert again.recover() == 3
     assert [r.payload for r in again.replay(0)][-1] == b"space again"
+
+
+def test_a_sync_whose_segment_is_rolled_meanwhile_still_syncs(tmp_path: pathlib.Path) -> None:
+    # Another handler's append can fill the segment and roll it (closing its file) between the moment a sync
+    # lets go of its lock and its fsync. The sync used to fsync the closed file and raise ValueError, and its
+    # export was answered UNAVAILABLE though its record was buffered: committed twice after the retry.
+    wal = _wal(tmp_path, segment_bytes=1000)
+    wal.open(1)
+    first = wal.append("logs", b"a" * 600)
+    real_release, appended = wal._synced.release, []
+
+    def release_then_roll() -> None:
+        real_release()
+        if not appended:  # once: a second 600-byte record does not fit in the segment, so it rolls
+            roller = threading.Thread(target=lambda: appended.append(wal.append("logs", b"b" * 600)))
+            roller.start()
+            roller.join()
+
+    wal._synced.release = release_then_roll  # type: ignore[method-assign]
+    segments = len(wal.segments())
+    wal.sync(first)
+    assert appended == [2] and len(wal.segments()) == segments + 1, "the append rolled the segment"
+    wal.sync(2)
+    wal.close()
+    again = _wal(tmp_path)
+    assert again.recover() == 2
+    assert [r.payload for r in again.replay(0)] == [b"a" * 600, b"b" * 600]

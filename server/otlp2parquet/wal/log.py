@@ -147,6 +147,22 @@ class WriteAheadLog:
             self.last_lsn = self._segment_last = lsn
             return lsn
 
+    def _sync_current(self) -> int:
+        """fsync the current segment; return the LSN up to which every record is then on disk.
+
+        It syncs a duplicate of the segment's descriptor: an append may roll the segment, closing its file, while
+        the fsync runs (the closed file object then raised ValueError, which answered an export UNAVAILABLE whose
+        record was already buffered: committed twice after the client's retry). A roll syncs the file it closes.
+        """
+        with self._lock:
+            last, fd = self.last_lsn, os.dup(self._file.fileno()) if self._file is not None else None
+        if fd is not None:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return last
+
     def sync(self, lsn: int) -> None:
         """Return once `lsn` is on disk (fsync = "always"); other policies return at once."""
         if self.settings.fsync != "always":
@@ -157,12 +173,9 @@ class WriteAheadLog:
                     self._synced.wait()
                     continue
                 self._syncing = True
-                target = self.last_lsn
-                file = self._file
                 self._synced.release()
                 try:
-                    if file is not None:
-                        os.fsync(file.fileno())
+                    target = self._sync_current()
                 except OSError as exc:
                     raise WalError(f"cannot fsync the WAL in {self.dir}: {exc}") from exc
                 finally:
@@ -173,12 +186,9 @@ class WriteAheadLog:
 
     def _sync_every_interval(self) -> None:
         while not self._stop.wait(self.settings.fsync_interval_ms / 1000):
-            with self._lock:
-                file = self._file
             try:
-                if file is not None and not file.closed:
-                    os.fsync(file.fileno())
-            except (OSError, ValueError) as exc:
+                self._sync_current()
+            except OSError as exc:
                 log.error("periodic WAL fsync failed", extra={"error": repr(exc)})
 
     # -- trimming -----------------------------------------------------------------------------------------------
