@@ -9,8 +9,9 @@
  * this file never decides what is valid, it only recognises what is plainly so.
  *
  * Output: a dict of read-only buffers (Block, below), one per column buffer (int32 string, list and map offsets,
- * UTF-8 data, fixed-width values), which _fast.py wraps as Arrow arrays without copying. Doubles are left for Python to format (Go's
- * rules, via the same code as the reference path): their rows get an empty placeholder and are listed apart.
+ * UTF-8 data, fixed-width values), which _fast.py wraps as Arrow arrays without copying. Doubles are left for
+ * Python to format (Go's rules, via the same code as the reference path): their rows get an empty placeholder and
+ * are listed apart.
  * Enums (span kind, status code) stay numbers; Python names them as the reference path does.
  *
  * The caller may pass a limit on the rows' bytes (the buffer's whole budget): the walk counts what the rows
