@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -18,13 +21,27 @@ MICROS_PER_HOUR = 3_600_000_000
 MICROS_PER_DAY = 24 * MICROS_PER_HOUR
 
 
+@functools.cache
+def _takers() -> ThreadPoolExecutor | None:
+    """Threads for the sort's take, one per usable CPU (None with one). A column's take releases the GIL, so two
+    take a logs or traces flush's columns in about 60 % of the time for 3-8 % more CPU (ad hoc, 8,192-item
+    requests), and on two CPUs a saturated logs sidecar is limited by its table's one flush thread."""
+    cpus = len(os.sched_getaffinity(0))
+    return ThreadPoolExecutor(cpus, thread_name_prefix="sort-take") if cpus > 1 else None
+
+
 def merge_sorted(spec: TableSpec, batches: list[pa.RecordBatch]) -> pa.Table:
     """All of a flush's batches as one table, in the table's sort order (pyiceberg does not sort on write)."""
     table = pa.Table.from_batches(batches)  # no combine_chunks: that would be a third copy at the flush's peak
     # Sorting the (small) key columns as one chunk and taking once is up to 2x faster than `sort_by`, which
     # sorts chunk by chunk and merges.
     keys = table.select(list(spec.sort_columns)).combine_chunks()
-    return table.take(pc.sort_indices(keys, sort_keys=[(column, "ascending") for column in spec.sort_columns]))
+    indices = pc.sort_indices(keys, sort_keys=[(column, "ascending") for column in spec.sort_columns])
+    takers = _takers()
+    if takers is None:
+        return table.take(indices)
+    return pa.Table.from_arrays(list(takers.map(lambda column: column.take(indices), table.columns)),
+                                schema=table.schema)
 
 
 def split(table: pa.Table, time_column: str, micros_per_bucket: int,
