@@ -27,7 +27,8 @@ from tenacity import Retrying, stop_after_delay, wait_random_exponential
 from otlp2parquet.buffer import Buffer
 from otlp2parquet.config import Settings
 from otlp2parquet.convert import CONVERTERS, enable_native
-from otlp2parquet.convert.pool import ConversionPool, usable_cpus
+from otlp2parquet.convert.pool import ConversionPool
+from otlp2parquet.cpus import usable_cpus
 from otlp2parquet.errors import ConfigError
 from otlp2parquet.flush import Flusher
 from otlp2parquet.memory import Trimmer, rss_bytes

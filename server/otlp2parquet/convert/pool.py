@@ -15,7 +15,6 @@ import ctypes
 import logging
 import multiprocessing
 import os
-import pathlib
 import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -31,18 +30,6 @@ from otlp2parquet.memory import Trimmer
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on: its affinity, capped by a cgroup v2 CPU quota (a Kubernetes CPU limit)."""
-    cpus = len(os.sched_getaffinity(0))
-    try:
-        quota, period = pathlib.Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            cpus = min(cpus, max(1, -(-int(quota) // int(period))))
-    except (OSError, ValueError):
-        pass
-    return cpus
 
 
 @dataclass

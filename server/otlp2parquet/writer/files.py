@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,6 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from otlp2parquet.config import WriterSettings
+from otlp2parquet.cpus import usable_cpus
 from otlp2parquet.schemas import TableSpec
 from otlp2parquet.schemas.types import parquet_leaves
 
@@ -21,13 +21,16 @@ MICROS_PER_HOUR = 3_600_000_000
 MICROS_PER_DAY = 24 * MICROS_PER_HOUR
 
 
+TAKE_THREADS_MAX = 4  # a flush's time is in two or three wide columns: more threads would find nothing to take
+
+
 @functools.cache
 def _takers() -> ThreadPoolExecutor | None:
-    """Threads for the sort's take, one per usable CPU (None with one). A column's take releases the GIL, so two
-    take a logs or traces flush's columns in about 60 % of the time for 3-8 % more CPU (ad hoc, 8,192-item
-    requests), and on two CPUs a saturated logs sidecar is limited by its table's one flush thread."""
-    cpus = len(os.sched_getaffinity(0))
-    return ThreadPoolExecutor(cpus, thread_name_prefix="sort-take") if cpus > 1 else None
+    """Threads for the sort's take, one per usable CPU up to TAKE_THREADS_MAX (None with one). A column's take
+    releases the GIL, so two take a logs or traces flush's columns in about 60 % of the time for 3-8 % more CPU
+    (ad hoc, 8,192-item requests), and on two CPUs a saturated logs sidecar is limited by its one flush thread."""
+    threads = min(usable_cpus(), TAKE_THREADS_MAX)
+    return ThreadPoolExecutor(threads, thread_name_prefix="sort-take") if threads > 1 else None
 
 
 def merge_sorted(spec: TableSpec, batches: list[pa.RecordBatch]) -> pa.Table:
