@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,13 +23,16 @@ MICROS_PER_DAY = 24 * MICROS_PER_HOUR
 TAKE_THREADS_MAX = 4  # a flush's time is in two or three wide columns: more threads would find nothing to take
 
 
-@functools.cache
 def _takers() -> ThreadPoolExecutor | None:
     """Threads for the sort's take, one per usable CPU up to TAKE_THREADS_MAX (None with one). A column's take
     releases the GIL, so two take a logs or traces flush's columns in about 60 % of the time for 3-8 % more CPU
     (ad hoc, 8,192-item requests), and on two CPUs a saturated logs sidecar is limited by its one flush thread."""
     threads = min(usable_cpus(), TAKE_THREADS_MAX)
     return ThreadPoolExecutor(threads, thread_name_prefix="sort-take") if threads > 1 else None
+
+
+# Made once, at import (its threads start with its first take): flush and maintenance threads share it.
+TAKERS = _takers()
 
 
 def merge_sorted(spec: TableSpec, batches: list[pa.RecordBatch]) -> pa.Table:
@@ -40,10 +42,9 @@ def merge_sorted(spec: TableSpec, batches: list[pa.RecordBatch]) -> pa.Table:
     # sorts chunk by chunk and merges.
     keys = table.select(list(spec.sort_columns)).combine_chunks()
     indices = pc.sort_indices(keys, sort_keys=[(column, "ascending") for column in spec.sort_columns])
-    takers = _takers()
-    if takers is None:
+    if TAKERS is None:
         return table.take(indices)
-    return pa.Table.from_arrays(list(takers.map(lambda column: column.take(indices), table.columns)),
+    return pa.Table.from_arrays(list(TAKERS.map(lambda column: column.take(indices), table.columns)),
                                 schema=table.schema)
 
 
