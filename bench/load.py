@@ -111,8 +111,8 @@ def _sender(address: str, signal_name: str, payloads: list[bytes], items: int, s
                 if code == "OK":
                     latencies.append(elapsed)
                     accepted += items
-                elif code == "UNAVAILABLE":
-                    time.sleep(0.05)
+            if code == "UNAVAILABLE":
+                time.sleep(0.05)  # outside the lock: this sender backs off, its process's others go on
             i += senders
 
     workers = [threading.Thread(target=run, args=(k,)) for k in range(threads)]
