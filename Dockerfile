@@ -2,8 +2,9 @@
 #   docker build -t otlp2parquet .
 #   docker run -p 4319:4319 -v otlp2parquet-data:/data otlp2parquet
 FROM python:3.11-slim AS build
-# A C compiler for the native decoding path (server/otlp2parquet/convert/_fastpb.c); the runtime image needs none.
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
+# C and C++ compilers for the native decoding path (server/otlp2parquet/convert/_fastpb.c) and the threaded Parquet
+# encoder (server/otlp2parquet/writer/_encode.cpp, built against the pyarrow wheel); the runtime image needs none.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc g++ libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY server ./server

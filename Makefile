@@ -54,8 +54,9 @@ $(POSTGRES):
 	ln -sfn "$$(dirname "$$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")" $@
 	$@/postgres --version
 
-# Reinstall (which also compiles the native decoding path) when the dependencies or the C source change.
-$(STAMP): pyproject.toml setup.py server/otlp2parquet/convert/_fastpb.c
+# Reinstall (which also compiles the native decoding path and the threaded Parquet encoder) when the
+# dependencies or the C and C++ sources change.
+$(STAMP): pyproject.toml setup.py server/otlp2parquet/convert/_fastpb.c server/otlp2parquet/writer/_encode.cpp
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

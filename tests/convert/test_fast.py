@@ -14,8 +14,7 @@ import math
 import struct
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -34,6 +33,7 @@ from bench.workload import requests
 from otlp2parquet.buffer import arrow_bytes
 from otlp2parquet.convert import _fast, _fastpb, convert_logs, convert_metrics, convert_traces, enable_native
 from otlp2parquet.errors import ConversionError, RequestTooLargeError
+from tests.gil import ran_alongside
 from tests.otlp import any_value, kv
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
@@ -400,34 +400,6 @@ def test_damaged_bytes_never_crash_and_never_disagree(signal: str, data: st.Data
     _check(bytes(original), signal)
 
 
-def _ran_alongside(call: Callable[[], object]) -> bool:
-    """Did another thread run Python code while `call` ran? The switch interval is raised so that the main
-    thread gives the GIL up only when it blocks or a native call lets it go: the other thread, woken as the call
-    starts, can set its flag before the call returns only if the call let the GIL go."""
-    flag: list[bool] = []
-    armed, go = threading.Event(), threading.Event()
-
-    def other() -> None:
-        armed.set()
-        go.wait()
-        flag.append(True)
-
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(100.0)
-    thread = threading.Thread(target=other)
-    try:
-        thread.start()
-        armed.wait()
-        go.set()
-        call()
-        ran = bool(flag)  # the GIL has been ours since the call returned
-    finally:
-        sys.setswitchinterval(interval)
-        go.set()
-        thread.join()
-    return ran
-
-
 def test_the_gil_is_released_while_the_c_code_walks_a_request() -> None:
     """Python work of about the same length, which holds the GIL, is the control."""
     logs, traces = b"".join(requests("logs", 8192, 4)), b"".join(requests("traces", 8192, 4))
@@ -438,10 +410,10 @@ def test_the_gil_is_released_while_the_c_code_walks_a_request() -> None:
         for i in range(2_000_000):
             total += i
 
-    assert _ran_alongside(lambda: _fastpb.decode_logs(logs))
-    assert _ran_alongside(lambda: _fastpb.decode_traces(traces))
-    assert _ran_alongside(lambda: _fastpb.decode_metrics(metrics))
-    assert not _ran_alongside(python_work)
+    assert ran_alongside(lambda: _fastpb.decode_logs(logs))
+    assert ran_alongside(lambda: _fastpb.decode_traces(traces))
+    assert ran_alongside(lambda: _fastpb.decode_metrics(metrics))
+    assert not ran_alongside(python_work)
 
 
 # ---- a limit on the rows' bytes -------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ from otlp2parquet.config import WriterSettings
 from otlp2parquet.convert import CONVERTERS
 from otlp2parquet.schemas import TABLES, arrow_schema, arrow_schema_with_ids
 from otlp2parquet.schemas.types import parquet_leaves
-from otlp2parquet.writer.files import encode, merge_sorted
+from otlp2parquet.writer.files import column_encodings, encode, merge_sorted, pq_encode, statistics_columns
 from tests import duck
+from tests.gil import ran_alongside
 
 
 def _flush(table: str, count: int = 3, items: int = 200) -> list[pa.RecordBatch]:
@@ -76,3 +77,37 @@ def test_a_flush_comes_out_in_the_table_sort_order_with_every_row(table: str) ->
     reference = pa.Table.from_batches(batches).sort_by([(c, "ascending") for c in spec.sort_columns])
     assert merged.num_rows == sum(b.num_rows for b in batches) > 0
     assert merged.to_pylist() == reference.to_pylist()
+
+
+@pytest.mark.parametrize("table", sorted(TABLES))
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_encoding_columns_on_threads_writes_the_file_pyarrow_writes(table: str, threads: int) -> None:
+    # Byte for byte: the same pages, encodings, statistics, field ids and footer, whatever the thread count.
+    data = merge_sorted(TABLES[table], _flush(table)).cast(arrow_schema_with_ids(table))
+    settings = WriterSettings(row_group_rows=data.num_rows // 3)  # several row groups, each a buffered one
+    expected = pq_encode(data, TABLES[table], settings)
+    assert encode(data, TABLES[table], settings, threads=threads) == expected
+    assert pq.ParquetFile(pa.BufferReader(expected)).metadata.num_row_groups > 2
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_encoding_lets_the_gil_go(threads: int) -> None:
+    # A flush encodes while the receiver converts: on two CPUs both must run at once.
+    from otlp2parquet.writer import _encode
+
+    spec = TABLES["traces"]
+    data = merge_sorted(spec, _flush("traces", count=4, items=1000)).cast(arrow_schema_with_ids("traces"))
+    dictionary, encodings = column_encodings(spec)
+    statistics = statistics_columns(spec)
+    stream = data.__arrow_c_stream__()
+    assert ran_alongside(lambda: _encode.parquet(stream, 1, 1 << 18, dictionary, statistics, encodings, threads))
+
+
+def test_a_bad_column_encoding_is_a_value_error_not_a_crash() -> None:
+    from otlp2parquet.writer import _encode
+
+    data = pa.table({"a": pa.array([1, 2, 3])})
+    with pytest.raises(ValueError, match="unknown Parquet column encoding"):
+        _encode.parquet(data.__arrow_c_stream__(), 1, 10, [], [], {"a": "NO_SUCH"}, 1)
+    with pytest.raises(ValueError, match="Parquet encoding failed"):  # Arrow refuses delta encoding of strings
+        _encode.parquet(pa.table({"s": ["x"]}).__arrow_c_stream__(), 1, 10, [], [], {"s": "DELTA_BINARY_PACKED"}, 1)
