@@ -380,6 +380,27 @@ def test_a_group_too_large_for_the_buffer_is_converted_again_request_by_request(
     assert receiver.buffer.stats()["logs"][0] == 200
 
 
+def test_requests_that_queued_while_the_buffer_filled_are_refused_without_being_converted() -> None:
+    """At saturation most exports used to be converted and then refused, the conversion thrown away: a
+    request admitted while there was room can reach the conversion slot after the buffer has filled."""
+    gate = _Gate()
+    first, filler = next(requests("logs", 100, 1, seed=10)), next(requests("logs", 300, 1, seed=11))
+    held, size = _rows_bytes("logs", filler), _rows_bytes("logs", first)
+    budget = 2 * (held + size)  # room for the first beside the filler; above the high-water mark with it
+    settings = BufferSettings(memory_budget_bytes=budget, high_water_fraction=(held + size / 2) / budget,
+                              retry_after_s=3.5)
+    receiver = Receiver(Buffer(settings), convert=gate)
+    receiver.buffer.offer(CONVERTERS["logs"](filler).batches)
+    queued = list(requests("logs", 50, 3, seed=12))
+    done, refused = _behind_a_busy_conversion(receiver, gate, "logs", first, queued)
+    assert isinstance(done, logs_service_pb2.ExportLogsServiceResponse)
+    assert gate.calls == [len(first)], "the queued requests were not converted"
+    for outcome in refused:
+        assert isinstance(outcome, grpc.Status) and outcome.code is grpc.StatusCode.UNAVAILABLE
+    assert _retry_delay(receiver, "logs", queued[0]) == 3.5
+    assert receiver.buffer.stats()["logs"][0] == 400
+
+
 def test_a_group_holding_a_request_too_large_to_convert_answers_each_request_as_if_it_came_alone() -> None:
     """The group's conversion stops at the budget; converted one by one, only the swollen request is refused."""
     gate = _Gate(limit=BufferSettings().memory_budget_bytes)
