@@ -185,6 +185,8 @@ class Receiver:
 
     def _throttled(self, svc: SignalService, requests: int = 1) -> grpc.Status | None:
         """UNAVAILABLE with RetryInfo for `requests` requests if the buffer takes nothing now, else None."""
+        if self.buffer.accepting():  # without the buffer's lock, which the WAL append before may be holding
+            return None
         try:
             self.buffer.admit()
         except BufferFullError as exc:
