@@ -59,6 +59,15 @@ def test_load_harness_commits_every_acknowledged_item() -> None:
 
 
 @pytest.mark.integration
+def test_load_harness_reads_the_commit_spacing_off_the_catalog() -> None:
+    # Rows are due every 0.2 s, but a table commits what it staged at most once a second.
+    result = run("logs", 200, seconds=3.5, settings=["buffer.max_age_s=0.2", "iceberg.commit_interval_s=1"],
+                 processes=1, threads=1, rate=2000, distinct_items=2000)
+    assert result["committed_rows"] == result["accepted_items"] > 0
+    assert 1.0 <= result["shortest_commit_gap_s"] < 3.5, result["shortest_commit_gap_s"]
+
+
+@pytest.mark.integration
 def test_load_harness_measures_the_rotel_ceiling_at_a_fixed_rate() -> None:
     result = run("traces", 100, seconds=1.0, settings=[], processes=1, threads=2, rate=2000, target="rotel",
                  distinct_items=2000)
