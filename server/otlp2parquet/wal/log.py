@@ -194,12 +194,18 @@ class WriteAheadLog:
     # -- trimming -----------------------------------------------------------------------------------------------
 
     def trim(self, committed_through: int) -> int:
-        """Delete closed segments whose records all have LSN <= `committed_through`; return how many."""
+        """Delete closed segments whose records all have LSN <= `committed_through`; return how many.
+
+        The files are unlinked after the lock is let go, so appends do not wait for it: a commit interval's
+        segments at saturation are about two GiB, and unlinking 30 segments of 64 MiB took 0.44 s here (ext4
+        mounted with `discard`, ad hoc). A crash before the unlink leaves segments that replay skips, since
+        their rows are committed."""
         with self._lock:
             done = [first for first, last in self._segments.items() if last <= committed_through]
             for first in done:
-                (self.dir / _segment_name(first)).unlink(missing_ok=True)
                 del self._segments[first]
+        for first in done:
+            (self.dir / _segment_name(first)).unlink(missing_ok=True)
         return len(done)
 
     def size_bytes(self) -> int:
