@@ -45,6 +45,26 @@ def test_rows_limit_triggers_a_flush_of_everything_buffered() -> None:
     assert buf.stats() == {"logs": (0, 0)}
 
 
+def test_a_flush_stops_at_max_bytes_and_leaves_the_rest_due_with_the_watermark_below_it() -> None:
+    # A flush thread busy committing comes back to several flushes' worth; one flush of all of it needs as much
+    # again for its sorted copy.
+    buf = make(Clock(), max_bytes=400, memory_budget_bytes=10_000)
+    lsns = [buf.offer({"traces": batch(30)}) for _ in range(5)]  # 240 bytes each
+    first = buf.take("traces")
+    assert first is not None and (first.rows, first.bytes, first.lsns) == (60, 480, lsns[:2])
+    assert first.watermark == lsns[2] - 1, "rows at the LSNs left behind are neither in this flush nor committed"
+    assert buf.committed_through() == lsns[0] - 1
+    buf.written(first)
+    second = buf.take("traces")
+    assert second is not None and second.lsns == lsns[2:4] and second.reason == "bytes"
+    buf.written(second)
+    assert buf.take("traces") is None, "the last 240 bytes are below every limit"
+    last = buf.take("traces", force=True)
+    assert last is not None and last.lsns == lsns[4:] and last.watermark == buf.last_lsn
+    buf.written(last)
+    assert buf.used_bytes == 0 and buf.stats() == {"traces": (0, 0)}
+
+
 def test_bytes_limit_triggers_a_flush() -> None:
     buf = make(Clock(), max_bytes=400)
     buf.offer({"traces": batch(50)})
