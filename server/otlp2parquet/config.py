@@ -74,9 +74,8 @@ class ServerSettings(_Section):
     workers: int = Field(16, gt=0, description="gRPC handler threads; the Collector sends up to 10 at once")
     conversions: int = Field(1, gt=0, description="requests converted at once in the server process (at least two "
                              "per convert process); a second one there costs CPU, not time")
-    group_bytes: int = Field(4 * MiB, ge=0, description="requests of a signal that queue for conversion are converted "
-                             "and logged as one, up to this many bytes together; more saves CPU on small requests "
-                             "and raises peak RSS; 0: each alone")
+    group_bytes: int = Field(8 * MiB, ge=0, description="requests of a signal that queue for conversion are converted "
+                             "and logged as one, up to this many bytes together; 0: each alone")
     convert_processes: int = Field(0, ge=-1, description="worker processes that decode and convert requests, "
                                    "since decoding holds the GIL; 0: in the server process; -1: one per usable CPU "
                                    "(at most 4) when there are two or more")

@@ -118,7 +118,7 @@ class Receiver:
     """
 
     def __init__(self, buffer: Buffer, wal: WriteAheadLog | None = None, telemetry: Telemetry | None = None,
-                 conversions: int = 1, convert: Converter | None = None, group_bytes: int = 4 * 1024 * 1024) -> None:
+                 conversions: int = 1, convert: Converter | None = None, group_bytes: int = 8 * 1024 * 1024) -> None:
         self.buffer = buffer
         # The conversion stops once a request's rows would pass the whole budget, before they take the memory.
         budget = buffer.settings.memory_budget_bytes
