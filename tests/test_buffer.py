@@ -181,6 +181,23 @@ def test_compact_merges_a_run_of_batches_keeping_rows_order_and_first_lsn() -> N
     assert drained.batches[0].column("x").to_pylist() == [v for i in range(5) for v in range(10 * i, 10 * i + 3)]
 
 
+def test_compact_merges_no_more_than_a_run_however_many_batches_piled_up() -> None:
+    # While the flush thread commits, hundreds of small batches can arrive: merging them all at once copied up to
+    # the high-water mark, and the merged batch became one flush of all of it.
+    def runs(max_bytes: int, min_batches: int) -> tuple[list[int], list[int], list[int]]:
+        buffer = make(Clock(), max_rows=1000, max_bytes=max_bytes, memory_budget_bytes=10_000)
+        lsns = [buffer.offer({"logs": _numbered(10 * i)}) for i in range(12)]  # 24 bytes each
+        assert buffer.compact("logs", min_batches=min_batches)
+        drained = buffer.take("logs", force=True)
+        assert drained is not None
+        return [b.num_rows for b in drained.batches], drained.lsns, lsns
+
+    rows, lsns, offered = runs(max_bytes=10_000, min_batches=3)
+    assert rows == [9] + [3] * 9 and lsns[:2] == [offered[0], offered[3]], "min_batches of them, not all twelve"
+    rows, _, _ = runs(max_bytes=50, min_batches=5)
+    assert rows == [9], "a run (and then the flush) stops at the batch that brings it to max_bytes"
+
+
 def test_a_returned_flush_is_never_merged_with_rows_offered_after_it_was_taken() -> None:
     buffer = make(Clock(), max_rows=1000)
     for i in range(3):

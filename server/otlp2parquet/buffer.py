@@ -173,7 +173,8 @@ class Buffer:
         return q is not None and len(q.batches) - q.loose >= min_batches
 
     def compact(self, table: str, min_batches: int = COMPACT_BATCHES) -> bool:
-        """Merge `table`'s loose batches into one when there are `min_batches`. Call from the table's flush thread.
+        """Merge `table`'s oldest loose batches, `min_batches` of them or about `max_bytes`, into one, once there
+        are `min_batches`. Call from the table's flush thread.
 
         The merge runs outside the lock (offers only append meanwhile; only this thread takes or requeues). A run
         never spans a take, so it lies between two flush watermarks, and a writer that keeps batches with an
@@ -183,7 +184,12 @@ class Buffer:
             if not self.compactable(table, min_batches):
                 return False
             q = self._queues[table]
-            start, end = q.loose, len(q.batches)
+            # At most `min_batches` and about `max_bytes`: after the flush thread was busy, the loose batches can
+            # reach the high-water mark, and one run of all of them was a copy of it and then a flush of it.
+            start, end, size = q.loose, q.loose, 0
+            while end < len(q.batches) and end - start < min_batches and size < self.settings.max_bytes:
+                size += arrow_bytes(q.batches[end])
+                end += 1
             run = q.batches[start:end]
         try:
             merged = pa.concat_batches(run)
